@@ -1,0 +1,136 @@
+//! Request accounting and the unauthenticated `/_emulator/...` admin surface.
+//!
+//! Tests use it to assert how many Graph calls a gateway operation cost, so every HTTP
+//! request to `/v1.0/...` is counted once (a `$batch` envelope too) and every batch item
+//! is counted separately.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+
+use crate::Emulator;
+
+/// How many requests the request log keeps.
+const REQUEST_LOG_CAPACITY: usize = 10_000;
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// HTTP requests to `/v1.0/...` (a `$batch` envelope counts once).
+    pub graph_requests: u64,
+    /// Items inside `$batch` envelopes.
+    pub batch_items: u64,
+    /// Calls to the token endpoint.
+    pub token_requests: u64,
+    /// HTTP requests by route template, e.g. `"GET /users/{id}/manager"`.
+    pub routes: BTreeMap<String, u64>,
+    /// Batch items by route template.
+    pub batch_item_routes: BTreeMap<String, u64>,
+}
+
+/// One recorded Graph request (a direct call or a batch item).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Path and query as received: `/v1.0/users?$top=5`, or a batch item's relative url.
+    pub url: String,
+    pub status: u16,
+    pub in_batch: bool,
+    pub client_request_id: String,
+}
+
+#[derive(Default)]
+pub(crate) struct Recorder {
+    graph_requests: AtomicU64,
+    batch_items: AtomicU64,
+    token_requests: AtomicU64,
+    routes: Mutex<BTreeMap<String, u64>>,
+    batch_item_routes: Mutex<BTreeMap<String, u64>>,
+    log: Mutex<VecDeque<RecordedRequest>>,
+}
+
+impl Recorder {
+    /// Counts an HTTP request to `/v1.0/...`.
+    pub(crate) fn graph_request(&self, route: &str, record: RecordedRequest) {
+        self.graph_requests.fetch_add(1, Ordering::Relaxed);
+        bump(&self.routes, route);
+        self.push(record);
+    }
+
+    /// Counts one item of a `$batch`.
+    pub(crate) fn batch_item(&self, route: &str, record: RecordedRequest) {
+        self.batch_items.fetch_add(1, Ordering::Relaxed);
+        bump(&self.batch_item_routes, route);
+        self.push(record);
+    }
+
+    /// Counts a token-endpoint call.
+    pub(crate) fn token_request(&self, route: &str) {
+        self.token_requests.fetch_add(1, Ordering::Relaxed);
+        bump(&self.routes, route);
+    }
+
+    /// Counts any other Entra request (discovery, keys).
+    pub(crate) fn other_request(&self, route: &str) {
+        bump(&self.routes, route);
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        Stats {
+            graph_requests: self.graph_requests.load(Ordering::Relaxed),
+            batch_items: self.batch_items.load(Ordering::Relaxed),
+            token_requests: self.token_requests.load(Ordering::Relaxed),
+            routes: lock(&self.routes).clone(),
+            batch_item_routes: lock(&self.batch_item_routes).clone(),
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        self.graph_requests.store(0, Ordering::Relaxed);
+        self.batch_items.store(0, Ordering::Relaxed);
+        self.token_requests.store(0, Ordering::Relaxed);
+        lock(&self.routes).clear();
+        lock(&self.batch_item_routes).clear();
+        lock(&self.log).clear();
+    }
+
+    pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.log).iter().cloned().collect()
+    }
+
+    fn push(&self, record: RecordedRequest) {
+        let mut log = lock(&self.log);
+        if log.len() == REQUEST_LOG_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(record);
+    }
+}
+
+fn bump(map: &Mutex<BTreeMap<String, u64>>, route: &str) {
+    *lock(map).entry(route.to_string()).or_insert(0) += 1;
+}
+
+/// A poisoned lock only means another request panicked mid-update of a counter map;
+/// the data is still usable, and the emulator must keep serving.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(crate) async fn get_stats(State(emulator): State<Emulator>) -> Json<Stats> {
+    Json(emulator.stats())
+}
+
+pub(crate) async fn reset_stats(State(emulator): State<Emulator>) -> impl IntoResponse {
+    emulator.reset_stats();
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn get_requests(State(emulator): State<Emulator>) -> Json<Vec<RecordedRequest>> {
+    Json(emulator.requests())
+}

@@ -1,0 +1,339 @@
+//! Graph URL paths → routes. Hand-written rather than an axum `Router` so that direct
+//! calls and `$batch` items share one dispatcher, and so unknown segments get Graph's own
+//! "Resource not found for the segment" error.
+
+use axum::http::Method;
+use percent_encoding::percent_decode_str;
+
+use super::auth::{self, Permission};
+use super::errors::GraphError;
+
+/// Whose user resource a path names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Subject {
+    /// `/me`: the signed-in user of a delegated token.
+    Me,
+    /// `/users/{id | userPrincipalName}`, percent-decoded.
+    User(String),
+}
+
+/// An OData type-cast segment such as `microsoft.graph.user`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cast {
+    User,
+    Group,
+    DirectoryRole,
+}
+
+impl Cast {
+    fn segment(self) -> &'static str {
+        match self {
+            Cast::User => "microsoft.graph.user",
+            Cast::Group => "microsoft.graph.group",
+            Cast::DirectoryRole => "microsoft.graph.directoryRole",
+        }
+    }
+}
+
+/// The relationship collections of a user or group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Relation {
+    DirectReports,
+    MemberOf,
+    Members,
+}
+
+impl Relation {
+    fn segment(self) -> &'static str {
+        match self {
+            Relation::DirectReports => "directReports",
+            Relation::MemberOf => "memberOf",
+            Relation::Members => "members",
+        }
+    }
+
+    fn casts(self) -> &'static [Cast] {
+        match self {
+            Relation::DirectReports => &[Cast::User],
+            Relation::MemberOf => &[Cast::Group, Cast::DirectoryRole],
+            Relation::Members => &[Cast::User, Cast::Group],
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Batch,
+    Users {
+        count: bool,
+    },
+    User(Subject),
+    Manager(Subject),
+    UserRelation {
+        subject: Subject,
+        relation: Relation,
+        cast: Option<Cast>,
+        count: bool,
+    },
+    Groups {
+        count: bool,
+    },
+    Group(String),
+    GroupRelation {
+        group: String,
+        relation: Relation,
+        cast: Option<Cast>,
+        count: bool,
+    },
+    DirectoryRoles,
+    DirectoryRole(String),
+    RoleMembers(String),
+}
+
+impl Route {
+    /// The route template used as the stats key, e.g. `/users/{id}/memberOf/microsoft.graph.group`.
+    pub fn template(&self) -> String {
+        fn subject(s: &Subject) -> &'static str {
+            match s {
+                Subject::Me => "/me",
+                Subject::User(_) => "/users/{id}",
+            }
+        }
+        fn tail(relation: Relation, cast: Option<Cast>, count: bool) -> String {
+            let mut t = format!("/{}", relation.segment());
+            if let Some(c) = cast {
+                t.push('/');
+                t.push_str(c.segment());
+            }
+            if count {
+                t.push_str("/$count");
+            }
+            t
+        }
+        match self {
+            Route::Batch => "/$batch".to_string(),
+            Route::Users { count: false } => "/users".to_string(),
+            Route::Users { count: true } => "/users/$count".to_string(),
+            Route::User(s) => subject(s).to_string(),
+            Route::Manager(s) => format!("{}/manager", subject(s)),
+            Route::UserRelation {
+                subject: s,
+                relation,
+                cast,
+                count,
+            } => format!("{}{}", subject(s), tail(*relation, *cast, *count)),
+            Route::Groups { count: false } => "/groups".to_string(),
+            Route::Groups { count: true } => "/groups/$count".to_string(),
+            Route::Group(_) => "/groups/{id}".to_string(),
+            Route::GroupRelation {
+                relation,
+                cast,
+                count,
+                ..
+            } => format!("/groups/{{id}}{}", tail(*relation, *cast, *count)),
+            Route::DirectoryRoles => "/directoryRoles".to_string(),
+            Route::DirectoryRole(_) => "/directoryRoles/{id}".to_string(),
+            Route::RoleMembers(_) => "/directoryRoles/{id}/members".to_string(),
+        }
+    }
+
+    /// Every directory route here is read-only; `$batch` is POST.
+    pub fn check_method(&self, method: &Method) -> Result<(), GraphError> {
+        let allowed = match self {
+            Route::Batch => method == Method::POST,
+            _ => method == Method::GET,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(GraphError::method_not_allowed())
+        }
+    }
+
+    pub fn permission(&self) -> &'static Permission {
+        let me = |s: &Subject| *s == Subject::Me;
+        match self {
+            Route::Batch => &auth::NO_PERMISSION,
+            Route::Users { .. } => &auth::READ_USERS,
+            Route::User(s) | Route::Manager(s) if me(s) => &auth::READ_ME,
+            Route::User(_) | Route::Manager(_) => &auth::READ_USERS,
+            Route::UserRelation {
+                subject,
+                relation: Relation::MemberOf,
+                ..
+            } if me(subject) => &auth::READ_MY_MEMBERSHIPS,
+            Route::UserRelation {
+                relation: Relation::MemberOf,
+                ..
+            } => &auth::READ_MEMBERSHIPS,
+            Route::UserRelation { subject, .. } if me(subject) => &auth::READ_ME,
+            Route::UserRelation { .. } => &auth::READ_USERS,
+            Route::Groups { .. } | Route::Group(_) | Route::GroupRelation { .. } => {
+                &auth::READ_GROUPS
+            }
+            Route::DirectoryRoles | Route::DirectoryRole(_) | Route::RoleMembers(_) => {
+                &auth::READ_ROLES
+            }
+        }
+    }
+}
+
+fn decode(segment: &str) -> String {
+    percent_decode_str(segment).decode_utf8_lossy().into_owned()
+}
+
+fn is(segment: &str, name: &str) -> bool {
+    segment.eq_ignore_ascii_case(name)
+}
+
+/// Resolves a path below `/v1.0` (e.g. `/users/abc/memberOf`).
+pub(crate) fn resolve(path: &str) -> Result<Route, GraphError> {
+    let mut segments: Vec<String> = path.split('/').skip(1).map(decode).collect();
+    // A trailing slash is harmless.
+    if segments.last().is_some_and(|s| s.is_empty()) && segments.len() > 1 {
+        segments.pop();
+    }
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match segs.as_slice() {
+        ["$batch"] => Ok(Route::Batch),
+        [users, rest @ ..] if is(users, "users") => match rest {
+            [] => Ok(Route::Users { count: false }),
+            ["$count"] => Ok(Route::Users { count: true }),
+            [id, rest @ ..] => user_route(Subject::User((*id).to_string()), rest),
+        },
+        [me, rest @ ..] if is(me, "me") => user_route(Subject::Me, rest),
+        [groups, rest @ ..] if is(groups, "groups") => match rest {
+            [] => Ok(Route::Groups { count: false }),
+            ["$count"] => Ok(Route::Groups { count: true }),
+            [id] => Ok(Route::Group((*id).to_string())),
+            [id, relation, rest @ ..] if is(relation, "members") => {
+                let (cast, count) = relation_tail(Relation::Members, rest)?;
+                Ok(Route::GroupRelation {
+                    group: (*id).to_string(),
+                    relation: Relation::Members,
+                    cast,
+                    count,
+                })
+            }
+            [_, other, ..] => Err(GraphError::segment_not_found(other)),
+        },
+        [roles, rest @ ..] if is(roles, "directoryRoles") => match rest {
+            [] => Ok(Route::DirectoryRoles),
+            [id] => Ok(Route::DirectoryRole((*id).to_string())),
+            [id, members] if is(members, "members") => Ok(Route::RoleMembers((*id).to_string())),
+            [_, other, ..] => Err(GraphError::segment_not_found(other)),
+        },
+        [first, ..] => Err(GraphError::segment_not_found(first)),
+        [] => Err(GraphError::segment_not_found("")),
+    }
+}
+
+fn user_route(subject: Subject, rest: &[&str]) -> Result<Route, GraphError> {
+    match rest {
+        [] => Ok(Route::User(subject)),
+        [m] if is(m, "manager") => Ok(Route::Manager(subject)),
+        [relation, tail @ ..] => {
+            let relation = if is(relation, "directReports") {
+                Relation::DirectReports
+            } else if is(relation, "memberOf") {
+                Relation::MemberOf
+            } else {
+                return Err(GraphError::segment_not_found(relation));
+            };
+            let (cast, count) = relation_tail(relation, tail)?;
+            Ok(Route::UserRelation {
+                subject,
+                relation,
+                cast,
+                count,
+            })
+        }
+    }
+}
+
+/// `[cast] [$count]` after a relationship segment.
+fn relation_tail(relation: Relation, rest: &[&str]) -> Result<(Option<Cast>, bool), GraphError> {
+    let cast_of = |seg: &str| {
+        relation
+            .casts()
+            .iter()
+            .copied()
+            .find(|c| is(seg, c.segment()))
+    };
+    match rest {
+        [] => Ok((None, false)),
+        ["$count"] => Ok((None, true)),
+        [c] => cast_of(c)
+            .map(|c| (Some(c), false))
+            .ok_or_else(|| GraphError::segment_not_found(c)),
+        [c, "$count"] => cast_of(c)
+            .map(|c| (Some(c), true))
+            .ok_or_else(|| GraphError::segment_not_found(c)),
+        [c, other, ..] => Err(GraphError::segment_not_found(if cast_of(c).is_some() {
+            other
+        } else {
+            c
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_to_templates() {
+        for (path, template) in [
+            ("/users", "/users"),
+            ("/users/$count", "/users/$count"),
+            ("/users/a%40b.example", "/users/{id}"),
+            ("/users/x/manager", "/users/{id}/manager"),
+            (
+                "/users/x/directReports/microsoft.graph.user",
+                "/users/{id}/directReports/microsoft.graph.user",
+            ),
+            (
+                "/users/x/memberof/microsoft.graph.group/$count",
+                "/users/{id}/memberOf/microsoft.graph.group/$count",
+            ),
+            ("/me/memberOf", "/me/memberOf"),
+            (
+                "/groups/g/members/microsoft.graph.user",
+                "/groups/{id}/members/microsoft.graph.user",
+            ),
+            ("/$batch", "/$batch"),
+        ] {
+            assert_eq!(
+                resolve(path).map(|r| r.template()),
+                Ok(template.to_string()),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_segments_are_named() {
+        assert_eq!(
+            resolve("/foo").map_err(|e| e.message),
+            Err("Resource not found for the segment 'foo'.".to_string())
+        );
+        assert_eq!(
+            resolve("/users/x/bar").map_err(|e| e.message),
+            Err("Resource not found for the segment 'bar'.".to_string())
+        );
+        assert_eq!(
+            resolve("/users/x/memberOf/microsoft.graph.user").map_err(|e| e.message),
+            Err("Resource not found for the segment 'microsoft.graph.user'.".to_string())
+        );
+    }
+
+    #[test]
+    fn user_keys_are_percent_decoded() {
+        assert_eq!(
+            resolve("/users/jo_x.example%23EXT%23%40t.example"),
+            Ok(Route::User(Subject::User(
+                "jo_x.example#EXT#@t.example".into()
+            )))
+        );
+    }
+}
