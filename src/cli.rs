@@ -1,0 +1,318 @@
+//! The command line: `serve` (default), `emulator`, `dev-token`, `schema`, `openapi`,
+//! `check-config`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{App, DEV_TOKEN_TTL};
+use crate::config::{Config, DEMO_CALLER};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "m365-gateway",
+    version,
+    about = "One simple, safe and fast GraphQL + REST door into Microsoft 365"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway (the default). With no Microsoft credentials configured it starts
+    /// the built-in Graph emulator and prints a ready dev token.
+    Serve(ServeArgs),
+    /// Run only the Microsoft Graph + Entra ID emulator.
+    Emulator(EmulatorArgs),
+    /// Print a JWT accepted by an HS256 issuer of the configuration (the embedded default's dev issuer).
+    DevToken(DevTokenArgs),
+    /// Print the GraphQL SDL (checked in as schema/schema.graphql).
+    Schema,
+    /// Print the OpenAPI document of the REST API (checked in as openapi.yaml).
+    Openapi,
+    /// Load and validate a configuration, explain every problem, exit non-zero on error.
+    CheckConfig(ConfigArg),
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct ConfigArg {
+    /// TOML configuration file.
+    #[arg(long, env = "M365GW_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Where the embedded emulator listens (default: an ephemeral loopback port).
+    #[arg(long)]
+    pub emulator_listen: Option<SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+pub struct EmulatorArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// Number of users in the generated tenant.
+    #[arg(long, default_value_t = 60)]
+    pub users: usize,
+    /// Seed of the generated tenant (same seed, same data).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Latency added to every Graph request, e.g. 30ms.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub latency: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct DevTokenArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Caller (a key of `callers`) the token identifies.
+    #[arg(long, default_value = DEMO_CALLER)]
+    pub caller: String,
+    /// User the token acts for (UPN); default: the emulator's demo user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Lifetime, e.g. 30m, 12h.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "12h")]
+    pub ttl: Duration,
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Emulator(args)) => emulator(args),
+        Some(Command::DevToken(args)) => dev_token(args),
+        Some(Command::Schema) => {
+            print!("{}", crate::graphql::sdl());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Openapi) => {
+            print!("{}", crate::rest::openapi_yaml());
+            ExitCode::SUCCESS
+        }
+        Some(Command::CheckConfig(args)) => check_config(args),
+    }
+}
+
+fn load(config: &ConfigArg) -> Result<Config, ExitCode> {
+    Config::load(config.config.as_deref()).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime")
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let mut config = match load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(listen) = args.emulator_listen {
+        config.emulator.listen = listen;
+    }
+    crate::telemetry::init(&config.log);
+    runtime().block_on(async move {
+        let app = match App::build(config).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        print_banner(&app);
+        match app.run_until_stopped(shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// What a person needs to start: where GraphiQL is, a token, and a command to paste.
+fn print_banner(app: &App) {
+    let base = format!("http://{}", app.local_addr());
+    let config = app.config();
+    println!();
+    match app.emulator() {
+        Some(emulator) => println!(
+            "m365-gateway is running on the built-in Microsoft Graph emulator ({} users, seed {}) at {}",
+            config.emulator.users,
+            config.emulator.seed,
+            emulator.base_url()
+        ),
+        None => println!("m365-gateway is running against {}", config.graph.base_url),
+    }
+    println!();
+    if config.graphiql_enabled() {
+        println!("  GraphiQL   {base}/graphiql");
+    }
+    println!("  GraphQL    {base}/graphql");
+    println!("  REST       {base}/api/v1/users");
+    if let Some(token) = app.dev_token() {
+        println!();
+        println!(
+            "  Dev token (caller '{DEMO_CALLER}', acting for {}, valid {}; pre-filled in GraphiQL):",
+            graph_emulator::DEMO_USER_UPN,
+            humantime::format_duration(DEV_TOKEN_TTL)
+        );
+        println!();
+        println!("{token}");
+        println!();
+        println!("  Try:");
+        println!(
+            "  curl -s {base}/graphql -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\\n    -d '{{\"query\":\"{{ me {{ displayName manager {{ displayName }} directReports(first: 5) {{ nodes {{ displayName jobTitle }} }} }} }}\"}}'"
+        );
+    }
+    println!();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn emulator(args: EmulatorArgs) -> ExitCode {
+    crate::telemetry::init(&Default::default());
+    runtime().block_on(async move {
+        let settings = graph_emulator::EmulatorConfig {
+            users: args.users,
+            seed: args.seed,
+            latency: args.latency,
+            ..Default::default()
+        };
+        let running = match graph_emulator::Emulator::spawn(settings, args.listen).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the emulator on {}: {e}", args.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        println!(
+            "Microsoft Graph emulator: {} (Graph), {}/{}/oauth2/v2.0/token (Entra ID)",
+            running.graph_url(),
+            running.base_url(),
+            running.emulator.tenant_id()
+        );
+        println!(
+            "  tenant {}  client id {}  client secret {}",
+            running.emulator.tenant_id(),
+            graph_emulator::DEFAULT_CLIENT_ID,
+            graph_emulator::DEFAULT_CLIENT_SECRET
+        );
+        println!("  stats    {}/_emulator/stats", running.base_url());
+        shutdown_signal().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn dev_token(args: DevTokenArgs) -> ExitCode {
+    let config = match load(&args.config) {
+        Ok(c) => c.with_embedded_defaults(),
+        Err(code) => return code,
+    };
+    if let Err(e) = config.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let user = args.user.or_else(|| {
+        config
+            .uses_emulator()
+            .then(|| graph_emulator::DEMO_USER_UPN.to_owned())
+    });
+    match crate::auth::mint_dev_token(&config, &args.caller, user.as_deref(), args.ttl) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(args: ConfigArg) -> ExitCode {
+    let config = match load(&args) {
+        Ok(c) => c.with_embedded_defaults(),
+        Err(code) => return code,
+    };
+    match config.validate() {
+        Ok(()) => {
+            let mode = if config.uses_emulator() {
+                "built-in emulator".to_owned()
+            } else {
+                format!("Microsoft Graph at {}", config.graph.base_url)
+            };
+            println!("configuration OK");
+            println!("  listen      {}", config.listen);
+            println!("  graph       {mode}");
+            println!("  production  {}", config.production);
+            println!(
+                "  issuers     {}",
+                config
+                    .issuers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!(
+                "  callers     {}",
+                config
+                    .callers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

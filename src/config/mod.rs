@@ -1,0 +1,631 @@
+//! Typed configuration, read once at start.
+//!
+//! Layers, later wins: built-in defaults < TOML file (`--config`, `M365GW_CONFIG`) <
+//! environment (`M365GW_` prefix, `__` for nesting, e.g. `M365GW_GRAPH__BASE_URL`) <
+//! command-line flags. [`Config::validate`] explains every problem by key; secrets are
+//! held in [`Secret`], whose `Debug`/`Display`/`Serialize` never show the value.
+//!
+//! With no Microsoft credentials configured the gateway runs on its *embedded default*:
+//! the built-in Graph emulator, a development token issuer and a demo caller
+//! ([`Config::with_embedded_defaults`]).
+
+mod duration;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+pub use secret::Secret;
+
+/// Issuer name and key used by the embedded default. The key is public on purpose: the
+/// dev issuer is only ever enabled while the gateway talks to the built-in emulator, which
+/// holds nothing worth protecting. Production mode refuses it.
+pub const DEV_ISSUER_NAME: &str = "dev";
+pub const DEV_ISSUER: &str = "m365-gateway-dev";
+pub const DEV_AUDIENCE: &str = "m365-gateway";
+pub const DEV_SECRET: &str = "m365-gateway-dev-only-hs256-key-not-for-production";
+pub const DEMO_CALLER: &str = "demo";
+pub const DEMO_CLIENT_ID: &str = "demo-frontend";
+
+/// Every operation a caller can be granted. Deny by default: a caller may do only what
+/// its `operations` list names (or everything with an explicit `"*"`).
+pub const OPERATIONS: &[&str] = &[
+    "users.read",
+    "groups.read",
+    "mail.read",
+    "mail.send",
+    "mail.write",
+    "calendar.read",
+    "calendar.write",
+    "contacts.read",
+    "contacts.write",
+    "files.read",
+    "files.write",
+    "subscriptions.manage",
+];
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the gateway listens on.
+    pub listen: SocketAddr,
+    /// Production mode: refuses the dev issuer and the emulator, turns GraphiQL off.
+    pub production: bool,
+    pub graph: GraphConfig,
+    pub emulator: EmulatorConfig,
+    pub cache: CacheConfig,
+    pub graphiql: GraphiqlConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    /// Token issuers whose JWTs the gateway accepts, by name.
+    pub issuers: BTreeMap<String, IssuerConfig>,
+    /// Known callers, by name. A token is accepted only when it maps to one of them.
+    pub callers: BTreeMap<String, CallerConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid literal"),
+            production: false,
+            graph: GraphConfig::default(),
+            emulator: EmulatorConfig::default(),
+            cache: CacheConfig::default(),
+            graphiql: GraphiqlConfig::default(),
+            http: HttpConfig::default(),
+            log: LogConfig::default(),
+            issuers: BTreeMap::new(),
+            callers: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where Microsoft Graph and Entra ID are, and the gateway's own app registration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphConfig {
+    /// Graph root including the API version.
+    pub base_url: Url,
+    /// Entra ID authority host (token endpoint is `{authority}/{tenant_id}/oauth2/v2.0/token`).
+    pub authority: Url,
+    /// Directory (tenant) id or verified domain of the company's tenant.
+    pub tenant_id: Option<String>,
+    /// The gateway's application (client) id in Entra ID.
+    pub client_id: Option<String>,
+    /// The gateway's client secret.
+    pub client_secret: Option<Secret>,
+    /// Timeout of one Graph HTTP attempt.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Items per `$batch` request (Graph allows at most 20).
+    pub batch_size: usize,
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        Self {
+            base_url: Url::parse("https://graph.microsoft.com/v1.0").expect("valid literal"),
+            authority: Url::parse("https://login.microsoftonline.com").expect("valid literal"),
+            tenant_id: None,
+            client_id: None,
+            client_secret: None,
+            timeout: Duration::from_secs(30),
+            batch_size: 20,
+        }
+    }
+}
+
+impl GraphConfig {
+    /// True when Microsoft credentials are configured; otherwise the embedded emulator is used.
+    pub fn has_credentials(&self) -> bool {
+        self.client_id.is_some() || self.client_secret.is_some() || self.tenant_id.is_some()
+    }
+}
+
+/// The built-in emulator used when no Microsoft credentials are configured.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmulatorConfig {
+    /// Where the embedded emulator listens (default: an ephemeral loopback port).
+    pub listen: SocketAddr,
+    /// Size of the generated tenant.
+    pub users: usize,
+    /// Seed of the generated tenant (same seed, same data).
+    pub seed: u64,
+    /// Latency the emulator adds to every Graph request (for demos and benchmarks).
+    #[serde(with = "duration")]
+    pub latency: Duration,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:0".parse().expect("valid literal"),
+            users: 60,
+            seed: 42,
+            latency: Duration::ZERO,
+        }
+    }
+}
+
+/// Response cache (moka, in memory).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long a successful Graph GET is served from the cache.
+    #[serde(with = "duration")]
+    pub ttl: Duration,
+    /// Upper bound of the cache, in bytes of response bodies.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(60),
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphiqlConfig {
+    /// Serve GraphiQL at `/graphiql`. Default: on, except in production mode.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest request body accepted.
+    pub body_limit_bytes: usize,
+    /// Deadline of one inbound request.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// Largest bearer token accepted, in bytes (bigger ones are refused before parsing).
+    pub max_token_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 256 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_token_bytes: 8 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `pretty` for people, `json` for log pipelines.
+    pub format: LogFormat,
+    /// tracing filter directive, e.g. `info,m365_gateway=debug` (`RUST_LOG` wins when set).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A trusted token issuer. (No `deny_unknown_fields` here: serde cannot combine it with
+/// `flatten`; the flattened [`IssuerKey`] refuses unknown keys instead.)
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct IssuerConfig {
+    /// Expected `iss` claim.
+    pub issuer: String,
+    /// Accepted `aud` values (at least one).
+    pub audiences: Vec<String>,
+    /// How signatures are checked.
+    #[serde(flatten)]
+    pub key: IssuerKey,
+    /// Claim naming the calling application (Entra v2: `azp`, v1: `appid`).
+    #[serde(default = "default_client_claim")]
+    pub client_claim: String,
+    /// Clock skew tolerated on `exp`/`nbf`.
+    #[serde(default = "default_leeway", with = "duration")]
+    pub leeway: Duration,
+}
+
+fn default_client_claim() -> String {
+    "azp".to_owned()
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Key material of an issuer. The algorithm allow-list lives here, never in the token.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum IssuerKey {
+    /// HMAC-SHA256 with a shared secret of at least 32 bytes.
+    Hs256 { secret: Secret },
+    /// RS256 / ES256 keys published at a JWKS URL (fetched at start, refreshed in the background).
+    Jwks {
+        jwks_url: Url,
+        #[serde(default = "default_jwks_algorithms")]
+        algorithms: Vec<String>,
+        #[serde(default = "default_jwks_refresh", with = "duration")]
+        refresh: Duration,
+    },
+}
+
+fn default_jwks_algorithms() -> Vec<String> {
+    vec!["RS256".to_owned()]
+}
+
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// How a caller's requests reach Graph.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CallerMode {
+    /// The gateway's own app-only token; the gateway's policy is the only fence.
+    App,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerConfig {
+    /// Name of the issuer (a key of `issuers`) whose tokens identify this caller.
+    pub issuer: String,
+    /// Value of the issuer's client claim that identifies this caller.
+    pub client_id: String,
+    pub mode: CallerMode,
+    /// Claim carrying the end user's UPN or object id, for callers acting for a person
+    /// (`me` resolves to that user). Unset: the caller is a pure service and has no `me`.
+    #[serde(default)]
+    pub user_claim: Option<String>,
+    /// Operations granted (see [`OPERATIONS`]); empty means nothing is allowed.
+    #[serde(default)]
+    pub operations: Vec<String>,
+}
+
+/// A problem found while loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration: {0}")]
+    Load(String),
+    #[error("the configuration is invalid:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Reads defaults < file < environment. `file` is usually `--config` / `M365GW_CONFIG`.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // `M365GW_CONFIG` names the file itself and is not a key of the configuration.
+        figment = figment.merge(Env::prefixed("M365GW_").ignore(&["config"]).split("__"));
+        figment
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string()))
+    }
+
+    /// Parses a TOML string on top of the defaults (used by tests and `check-config`).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string()))
+    }
+
+    /// True when the gateway should start and use the built-in emulator.
+    pub fn uses_emulator(&self) -> bool {
+        !self.graph.has_credentials()
+    }
+
+    /// GraphiQL is on unless switched off, and off by default in production.
+    pub fn graphiql_enabled(&self) -> bool {
+        self.graphiql.enabled.unwrap_or(!self.production)
+    }
+
+    /// Fills in the embedded default: with no issuers configured while on the emulator,
+    /// adds the dev HS256 issuer and a demo caller allowed to read the directory.
+    pub fn with_embedded_defaults(mut self) -> Self {
+        if self.uses_emulator() && !self.production && self.issuers.is_empty() {
+            self.issuers.insert(
+                DEV_ISSUER_NAME.to_owned(),
+                IssuerConfig {
+                    issuer: DEV_ISSUER.to_owned(),
+                    audiences: vec![DEV_AUDIENCE.to_owned()],
+                    key: IssuerKey::Hs256 {
+                        secret: Secret::new(DEV_SECRET),
+                    },
+                    client_claim: default_client_claim(),
+                    leeway: default_leeway(),
+                },
+            );
+            self.callers
+                .entry(DEMO_CALLER.to_owned())
+                .or_insert_with(|| CallerConfig {
+                    issuer: DEV_ISSUER_NAME.to_owned(),
+                    client_id: DEMO_CLIENT_ID.to_owned(),
+                    mode: CallerMode::App,
+                    user_claim: Some("upn".to_owned()),
+                    operations: vec!["*".to_owned()],
+                });
+        }
+        self
+    }
+
+    /// Checks everything that can be checked without the network; every problem names
+    /// its key and says what is wrong. Secrets are never echoed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let g = &self.graph;
+
+        if g.has_credentials() {
+            if g.tenant_id.is_none() {
+                problems.push("graph.tenant_id: required when Microsoft credentials are configured (the directory id or verified domain)".to_owned());
+            }
+            if g.client_id.is_none() {
+                problems.push(
+                    "graph.client_id: required when Microsoft credentials are configured"
+                        .to_owned(),
+                );
+            }
+            if g.client_secret.is_none() {
+                problems.push(
+                    "graph.client_secret: required when Microsoft credentials are configured"
+                        .to_owned(),
+                );
+            }
+            if let Some(t) = &g.tenant_id
+                && matches!(t.as_str(), "common" | "consumers" | "organizations")
+            {
+                problems.push(format!("graph.tenant_id: '{t}' cannot be used for app-only tokens; give the tenant's id or domain"));
+            }
+        } else if self.production {
+            problems.push("graph.client_id: production = true needs Microsoft credentials (graph.tenant_id, graph.client_id, graph.client_secret); the built-in emulator is for development".to_owned());
+        }
+        check_upstream_url("graph.base_url", &g.base_url, &mut problems);
+        check_upstream_url("graph.authority", &g.authority, &mut problems);
+        if !(1..=20).contains(&g.batch_size) {
+            problems.push(format!(
+                "graph.batch_size: must be between 1 and 20 (Graph's $batch limit), got {}",
+                g.batch_size
+            ));
+        }
+        if g.timeout.is_zero() {
+            problems.push("graph.timeout: must be greater than zero".to_owned());
+        }
+        if self.emulator.users == 0 || self.emulator.users > 100_000 {
+            problems.push(format!(
+                "emulator.users: must be between 1 and 100000, got {}",
+                self.emulator.users
+            ));
+        }
+        if self.cache.max_bytes < 1024 * 1024 {
+            problems.push("cache.max_bytes: must be at least 1048576 (1 MiB)".to_owned());
+        }
+        if self.http.max_token_bytes < 1024 {
+            problems.push("http.max_token_bytes: must be at least 1024".to_owned());
+        }
+        if self.http.request_timeout.is_zero() {
+            problems.push("http.request_timeout: must be greater than zero".to_owned());
+        }
+
+        for (name, issuer) in &self.issuers {
+            let key = format!("issuers.{name}");
+            if issuer.issuer.trim().is_empty() {
+                problems.push(format!("{key}.issuer: must not be empty"));
+            }
+            if issuer.audiences.is_empty() || issuer.audiences.iter().any(|a| a.trim().is_empty()) {
+                problems.push(format!(
+                    "{key}.audiences: give at least one non-empty audience"
+                ));
+            }
+            match &issuer.key {
+                IssuerKey::Hs256 { secret } => {
+                    if secret.expose().len() < 32 {
+                        problems.push(format!(
+                            "{key}.secret: an HS256 secret must be at least 32 bytes (got {})",
+                            secret.expose().len()
+                        ));
+                    }
+                    if self.production && secret.expose() == DEV_SECRET {
+                        problems.push(format!("{key}.secret: the public development secret cannot be used with production = true"));
+                    }
+                }
+                IssuerKey::Jwks {
+                    jwks_url,
+                    algorithms,
+                    refresh,
+                } => {
+                    check_upstream_url(&format!("{key}.jwks_url"), jwks_url, &mut problems);
+                    if algorithms.is_empty() {
+                        problems.push(format!(
+                            "{key}.algorithms: give at least one of RS256, ES256"
+                        ));
+                    }
+                    for alg in algorithms {
+                        if !matches!(alg.as_str(), "RS256" | "ES256") {
+                            problems.push(format!(
+                                "{key}.algorithms: '{alg}' is not allowed; use RS256 or ES256"
+                            ));
+                        }
+                    }
+                    if *refresh < Duration::from_secs(60) {
+                        problems.push(format!("{key}.refresh: must be at least 60s"));
+                    }
+                }
+            }
+        }
+
+        for (name, caller) in &self.callers {
+            let key = format!("callers.{name}");
+            if !self.issuers.contains_key(&caller.issuer) {
+                problems.push(format!(
+                    "{key}.issuer: no issuer named '{}' (known: {})",
+                    caller.issuer,
+                    known(self.issuers.keys())
+                ));
+            }
+            if caller.client_id.trim().is_empty() {
+                problems.push(format!("{key}.client_id: must not be empty"));
+            }
+            for op in &caller.operations {
+                if op != "*" && !OPERATIONS.contains(&op.as_str()) {
+                    problems.push(format!(
+                        "{key}.operations: unknown operation '{op}' (known: {}, or \"*\")",
+                        OPERATIONS.join(", ")
+                    ));
+                }
+            }
+        }
+        let mut seen = BTreeMap::new();
+        for (name, caller) in &self.callers {
+            if let Some(other) = seen.insert((&caller.issuer, &caller.client_id), name) {
+                problems.push(format!("callers.{name}.client_id: callers '{other}' and '{name}' have the same issuer and client id"));
+            }
+        }
+
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Upstream URLs must be https, except on loopback (the emulator, tests).
+fn check_upstream_url(key: &str, url: &Url, problems: &mut Vec<String>) {
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        problems.push(format!(
+            "{key}: must be an https URL (http only for loopback), got '{url}'"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_runs_on_the_emulator_and_validates() {
+        let config = Config::default().with_embedded_defaults();
+        assert!(config.uses_emulator());
+        assert!(config.graphiql_enabled());
+        config.validate().expect("embedded default is valid");
+        assert!(config.callers.contains_key(DEMO_CALLER));
+    }
+
+    #[test]
+    fn a_short_hs256_secret_is_refused_by_name_without_echoing_it() {
+        let config = Config::from_toml(
+            r#"
+            [issuers.internal]
+            issuer = "https://idp.example"
+            audiences = ["gw"]
+            kind = "hs256"
+            secret = "too-short-secret"
+            "#,
+        )
+        .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("issuers.internal.secret"), "{err}");
+        assert!(!err.contains("too-short-secret"), "secret leaked: {err}");
+    }
+
+    #[test]
+    fn partial_credentials_name_every_missing_key() {
+        let config = Config::from_toml("[graph]\nclient_id = \"abc\"\n").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("graph.tenant_id"), "{err}");
+        assert!(err.contains("graph.client_secret"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_the_emulator_and_turns_graphiql_off() {
+        let config = Config::from_toml("production = true\n").unwrap();
+        assert!(!config.graphiql_enabled());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("production"), "{err}");
+        assert!(config.with_embedded_defaults().issuers.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_and_operations_are_errors() {
+        assert!(Config::from_toml("listne = \"127.0.0.1:1\"\n").is_err());
+        let typo = Config::from_toml(
+            "[issuers.i]\nissuer = \"x\"\naudiences = [\"a\"]\nkind = \"hs256\"\nsecret = \"0123456789abcdef0123456789abcdef\"\nleway = \"5s\"\n",
+        );
+        assert!(typo.is_err(), "a misspelt issuer key is accepted");
+        let config = Config::from_toml(
+            r#"
+            [issuers.i]
+            issuer = "x"
+            audiences = ["a"]
+            kind = "hs256"
+            secret = "0123456789abcdef0123456789abcdef"
+            [callers.c]
+            issuer = "i"
+            client_id = "c"
+            mode = "app"
+            operations = ["users.read", "mail.delete"]
+            "#,
+        )
+        .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("callers.c.operations"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_upstreams_are_refused_unless_loopback() {
+        let config =
+            Config::from_toml("[graph]\nbase_url = \"http://graph.example/v1.0\"\n").unwrap();
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("graph.base_url")
+        );
+        let config =
+            Config::from_toml("[graph]\nbase_url = \"http://127.0.0.1:9/v1.0\"\n").unwrap();
+        config.validate().unwrap();
+    }
+}

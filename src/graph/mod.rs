@@ -1,0 +1,10 @@
+//! Everything that talks to Microsoft Graph. Knows nothing of axum or async-graphql.
+
+mod client;
+pub mod error;
+pub mod models;
+pub mod url;
+
+pub use client::{GraphClient, GraphClientSettings, GraphGet};
+pub use error::GraphError;
+pub use url::{GraphUrl, UrlError, odata_string, search_clause};

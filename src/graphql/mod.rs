@@ -1,0 +1,97 @@
+//! The GraphQL transport: schema, HTTP handler and the one mapping of service errors to
+//! `extensions.code`.
+
+pub mod graphiql;
+mod types;
+
+use async_graphql::{EmptyMutation, EmptySubscription, ErrorExtensions, Schema};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::service::{ServiceError, Session};
+pub use types::Query;
+
+pub type GatewaySchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+/// Deepest query accepted; deeper ones are refused before any resolver runs.
+pub const MAX_DEPTH: usize = 12;
+
+pub fn build_schema() -> GatewaySchema {
+    Schema::build(Query, EmptyMutation, EmptySubscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_recursive_depth(32)
+        .finish()
+}
+
+/// The SDL checked in as `schema/schema.graphql`.
+pub fn sdl() -> String {
+    build_schema().sdl()
+}
+
+/// `GET`/`POST /graphql`. The caller is authenticated before the document is even
+/// looked at; a failure is the same 401 as on REST, in GraphQL's response shape.
+pub async fn handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
+    let caller = match state.auth.authenticate(&headers).await {
+        Ok(caller) => caller,
+        Err(reason) => {
+            tracing::debug!(%reason, "GraphQL request refused");
+            return unauthenticated();
+        }
+    };
+    let session = Session::new(&state.services, caller);
+    let response: GraphQLResponse = state
+        .schema
+        .execute(request.into_inner().data(session))
+        .await
+        .into();
+    response.into_response()
+}
+
+fn unauthenticated() -> Response {
+    let body = json!({
+        "errors": [{
+            "message": ServiceError::Unauthenticated.to_string(),
+            "extensions": { "code": ServiceError::Unauthenticated.code() }
+        }]
+    });
+    let mut response = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// The one place a service error becomes a GraphQL error.
+impl ErrorExtensions for ServiceError {
+    fn extend(&self) -> async_graphql::Error {
+        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            if let ServiceError::UpstreamThrottled {
+                retry_after: Some(after),
+            } = self
+            {
+                ext.set("retryAfter", after.as_secs_f64().ceil() as u64);
+            }
+        })
+    }
+}
+
+/// `result.gql()?` in resolvers: a service result as a GraphQL result.
+pub(crate) trait GqlResult<T> {
+    fn gql(self) -> async_graphql::Result<T>;
+}
+
+impl<T> GqlResult<T> for Result<T, ServiceError> {
+    fn gql(self) -> async_graphql::Result<T> {
+        self.map_err(|e| e.extend())
+    }
+}

@@ -1,0 +1,199 @@
+//! Relay-style paging over Graph's `@odata.nextLink` pages.
+//!
+//! A cursor names a Graph page (its relative URL) and how many of its items to skip, so
+//! every edge has a cursor and a client may change `first` between calls. Cursors are
+//! opaque to callers but not trusted: on the way back in, the page URL must address the
+//! same collection the field pages over, so a crafted cursor cannot read anything else.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use percent_encoding::percent_decode_str;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{ServiceError, Session};
+use crate::graph::models::Collection;
+use crate::graph::{GraphError, GraphGet};
+
+/// Most pages followed to fill one connection (each page holds at least one item unless
+/// Graph misbehaves; this bounds the work a single request can cause).
+const MAX_PAGES: usize = 20;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Cursor {
+    /// Relative Graph URL of the page.
+    #[serde(rename = "u")]
+    url: String,
+    /// Items of that page already returned.
+    #[serde(rename = "o")]
+    offset: usize,
+    /// The page needs `ConsistencyLevel: eventual`.
+    #[serde(rename = "e", default)]
+    eventual: bool,
+    /// `@odata.count` from the first page (Graph sends it only there).
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(text: &str, expected_path: &str) -> Result<Self, ServiceError> {
+        let bad = || ServiceError::BadInput("the cursor is not valid for this list".into());
+        if text.len() > 4096 {
+            return Err(bad());
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
+        let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        let path = cursor.url.split('?').next().unwrap_or_default();
+        if !cursor.url.starts_with('/')
+            || cursor.url.chars().any(|c| c.is_control())
+            || !same_path(path, expected_path)
+            || cursor.offset > 1000
+        {
+            return Err(bad());
+        }
+        Ok(cursor)
+    }
+}
+
+fn same_path(a: &str, b: &str) -> bool {
+    percent_decode_str(a).decode_utf8_lossy() == percent_decode_str(b).decode_utf8_lossy()
+}
+
+/// One page of a connection.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<(T, Cursor)>,
+    pub has_next: bool,
+    pub total_count: Option<u64>,
+}
+
+impl<T> Page<T> {
+    pub fn map<U>(self, f: impl Fn(T) -> Result<U, ServiceError>) -> Result<Page<U>, ServiceError> {
+        Ok(Page {
+            items: self
+                .items
+                .into_iter()
+                .map(|(item, cursor)| Ok((f(item)?, cursor)))
+                .collect::<Result<_, ServiceError>>()?,
+            has_next: self.has_next,
+            total_count: self.total_count,
+        })
+    }
+
+    pub fn end_cursor(&self) -> Option<String> {
+        self.items.last().map(|(_, c)| c.encode())
+    }
+}
+
+impl Session {
+    /// Returns `first` items of the collection at `start` (or after `after`), following
+    /// nextLinks as needed. `expected_path` is the collection's path, used to check cursors.
+    pub(crate) async fn page<T: DeserializeOwned>(
+        &self,
+        start: GraphGet,
+        expected_path: &str,
+        first: usize,
+        after: Option<&str>,
+        what: &str,
+    ) -> Result<Page<T>, ServiceError> {
+        let mut cursor = match after {
+            Some(text) => Cursor::decode(text, expected_path)?,
+            None => Cursor {
+                url: start.url,
+                offset: 0,
+                eventual: start.eventual,
+                count: None,
+            },
+        };
+        let mut items = Vec::new();
+        let mut has_next = false;
+        for _ in 0..MAX_PAGES {
+            let request = GraphGet::new(&cursor.url).eventual(cursor.eventual);
+            let page: Collection<T> = self
+                .get_json(request)
+                .await
+                .map_err(|e| ServiceError::from_graph(e, what))?;
+            cursor.count = cursor.count.or(page.count);
+            for (i, item) in page.value.into_iter().enumerate().skip(cursor.offset) {
+                if items.len() == first {
+                    has_next = true;
+                    break;
+                }
+                let mut at = cursor.clone();
+                at.offset = i + 1;
+                items.push((item, at));
+            }
+            if has_next {
+                break;
+            }
+            match page.next_link {
+                Some(link) if items.len() < first => {
+                    let url = self
+                        .graph()
+                        .relative_link(&link)
+                        .map_err(|e| ServiceError::from_graph(e, what))?;
+                    if !same_path(url.split('?').next().unwrap_or_default(), expected_path) {
+                        return Err(ServiceError::from_graph(
+                            GraphError::Refused("a nextLink for another collection".into()),
+                            what,
+                        ));
+                    }
+                    cursor.url = url;
+                    cursor.offset = 0;
+                }
+                Some(_) => {
+                    has_next = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        let total_count = cursor.count;
+        Ok(Page {
+            items,
+            has_next,
+            total_count,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_for_its_own_collection_only() {
+        let cursor = Cursor {
+            url: "/users?$top=5&$skiptoken=abc".into(),
+            offset: 3,
+            eventual: true,
+            count: Some(60),
+        };
+        let text = cursor.encode();
+        assert_eq!(Cursor::decode(&text, "/users").unwrap(), cursor);
+        assert!(Cursor::decode(&text, "/groups").is_err());
+    }
+
+    #[test]
+    fn forged_cursors_are_bad_input() {
+        for forged in [
+            "not base64!",
+            &URL_SAFE_NO_PAD.encode(br#"{"u":"https://evil.example/users","o":0}"#),
+            &URL_SAFE_NO_PAD.encode(br#"{"u":"/users/../groups","o":0}"#),
+            &URL_SAFE_NO_PAD.encode(b"{\"u\":\"/users\\r\\nX: y\",\"o\":0}"),
+            &URL_SAFE_NO_PAD.encode(br#"{"u":"/users","o":99999}"#),
+        ] {
+            assert!(
+                matches!(
+                    Cursor::decode(forged, "/users"),
+                    Err(ServiceError::BadInput(_))
+                ),
+                "{forged}"
+            );
+        }
+    }
+}

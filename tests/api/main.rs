@@ -1,0 +1,12 @@
+//! Integration tests: the emulator and the gateway on port 0, real HTTP, one binary.
+
+mod auth;
+mod cli;
+mod config_files;
+mod contracts;
+mod efficiency;
+mod graph_examples;
+mod graphiql;
+mod graphql_directory;
+mod helpers;
+mod rest_directory;
