@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,11 @@ pub struct Stats {
     pub routes: BTreeMap<String, u64>,
     /// Batch items by route template.
     pub batch_item_routes: BTreeMap<String, u64>,
+    /// Token-endpoint calls by `grant_type`: `client_credentials`, `authorization_code`,
+    /// `refresh_token`, `urn:ietf:params:oauth:grant-type:jwt-bearer` (on-behalf-of);
+    /// `(missing)` and `(unsupported)` for the rest.
+    #[serde(default)]
+    pub token_requests_by_grant: BTreeMap<String, u64>,
 }
 
 /// One recorded Graph request (a direct call or a batch item).
@@ -49,6 +55,7 @@ pub(crate) struct Recorder {
     graph_requests: AtomicU64,
     batch_items: AtomicU64,
     token_requests: AtomicU64,
+    token_grants: Mutex<BTreeMap<String, u64>>,
     routes: Mutex<BTreeMap<String, u64>>,
     batch_item_routes: Mutex<BTreeMap<String, u64>>,
     log: Mutex<VecDeque<RecordedRequest>>,
@@ -69,10 +76,11 @@ impl Recorder {
         self.push(record);
     }
 
-    /// Counts a token-endpoint call.
-    pub(crate) fn token_request(&self, route: &str) {
+    /// Counts a token-endpoint call and its grant type.
+    pub(crate) fn token_request(&self, route: &str, grant: &str) {
         self.token_requests.fetch_add(1, Ordering::Relaxed);
         bump(&self.routes, route);
+        bump(&self.token_grants, grant);
     }
 
     /// Counts any other Entra request (discovery, keys).
@@ -87,6 +95,7 @@ impl Recorder {
             token_requests: self.token_requests.load(Ordering::Relaxed),
             routes: lock(&self.routes).clone(),
             batch_item_routes: lock(&self.batch_item_routes).clone(),
+            token_requests_by_grant: lock(&self.token_grants).clone(),
         }
     }
 
@@ -95,6 +104,7 @@ impl Recorder {
         self.batch_items.store(0, Ordering::Relaxed);
         self.token_requests.store(0, Ordering::Relaxed);
         lock(&self.routes).clear();
+        lock(&self.token_grants).clear();
         lock(&self.batch_item_routes).clear();
         lock(&self.log).clear();
     }
@@ -133,4 +143,49 @@ pub(crate) async fn reset_stats(State(emulator): State<Emulator>) -> impl IntoRe
 
 pub(crate) async fn get_requests(State(emulator): State<Emulator>) -> Json<Vec<RecordedRequest>> {
     Json(emulator.requests())
+}
+
+#[derive(Deserialize, Default)]
+struct RotateRequest {
+    #[serde(default)]
+    retire_previous: bool,
+}
+
+/// `POST /_emulator/keys/rotate` with `{"retire_previous": bool}` (an empty body means
+/// `false`): a new signing key becomes active. Answers `{"kid": "<new kid>"}`.
+pub(crate) async fn rotate_keys(
+    State(emulator): State<Emulator>,
+    body: Bytes,
+) -> impl IntoResponse {
+    let request: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(err) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(serde_json::json!({"error": format!("invalid body: {err}")})),
+                );
+            }
+        }
+    };
+    let kid = emulator.rotate_signing_key(request.retire_previous);
+    (StatusCode::OK, Json(serde_json::json!({"kid": kid})))
+}
+
+/// `POST /_emulator/users/{upn or id}/revoke`: revokes the user's refresh tokens.
+/// Answers `{"value": true}`, or 404 for an unknown user.
+pub(crate) async fn revoke_user(
+    State(emulator): State<Emulator>,
+    Path(user): Path<String>,
+) -> impl IntoResponse {
+    if emulator.revoke_user_sessions(&user) {
+        (StatusCode::OK, Json(serde_json::json!({"value": true})))
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no user '{user}'")})),
+        )
+    }
 }

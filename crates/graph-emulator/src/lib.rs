@@ -1,7 +1,8 @@
-//! A faithful, stateful stand-in for Microsoft Graph v1.0 (directory slice) and the
-//! Entra ID v2.0 token endpoint, seeded with a fictional tenant.
+//! A faithful, stateful stand-in for Microsoft Graph v1.0 (directory slice) and Entra ID
+//! v2.0 (token endpoint with client credentials, on-behalf-of, authorization code + PKCE and
+//! refresh tokens; `/authorize`; discovery; JWKS), seeded with a fictional tenant.
 //!
-//! One listener serves both: Entra under `/{tenant}/oauth2/v2.0/token` (and discovery), Graph
+//! One listener serves both: Entra under `/{tenant}/oauth2/v2.0/...` (and discovery), Graph
 //! under `/v1.0/...`, plus an unauthenticated admin surface under `/_emulator/...` for tests
 //! ("this query cost exactly N Graph calls").
 //!
@@ -37,10 +38,32 @@ pub const TENANT_DOMAIN: &str = "kestrelridge.example";
 /// A fixed user present for every seed and every tenant of 10 users or more: a mid-level
 /// manager with a manager, direct reports, group memberships and a directory role.
 pub const DEMO_USER_UPN: &str = "tamsin.greaves@kestrelridge.example";
+/// A fixed user (every seed, 10 users or more) a Conditional Access policy requires MFA of
+/// for Microsoft Graph: on-behalf-of, refresh and `/authorize` requests for Graph scopes get
+/// `interaction_required` (AADSTS50079) with a `claims` challenge naming `MFA_POLICY_ID`,
+/// until the client sends that challenge back to `/authorize` (`claims=`), which "performs"
+/// the MFA. Tokens for other APIs (e.g. `api://m365-gateway`) need no MFA.
+pub const MFA_USER_UPN: &str = "marguerite.fenwick@kestrelridge.example";
+/// A fixed user (every seed, 10 users or more) who has consented to no application:
+/// `/authorize` answers `error=consent_required`, the token endpoint `invalid_grant`
+/// AADSTS65001 with `suberror: consent_required`.
+pub const CONSENT_USER_UPN: &str = "dashiell.okafor@kestrelridge.example";
+/// The id of the Conditional Access policy in the `claims` challenge for `MFA_USER_UPN`:
+/// `{"access_token":{"capolids":{"essential":true,"values":["<this>"]}}}`.
+pub const MFA_POLICY_ID: &str = "5f2b7c1e-8d4a-4e9b-b3a6-0c7d1e2f3a4b";
+/// The Application ID URI of the default app's API (`default_gateway_app`).
+pub const DEFAULT_API_URI: &str = "api://m365-gateway";
+/// The delegated scope the default app's API exposes: `api://m365-gateway/access_as_user`.
+pub const DEFAULT_API_SCOPE: &str = "access_as_user";
+/// The default app's registered redirect URI. Loopback redirect URIs match on any port.
+pub const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1/auth/callback";
 
 /// Every application permission the emulator checks somewhere.
-const ALL_APP_PERMISSIONS: [&str; 10] = [
+const ALL_APP_PERMISSIONS: [&str; 13] = [
     "User.Read.All",
+    "User.ReadWrite.All",
+    "User.RevokeSessions.All",
+    "Directory.ReadWrite.All",
     "Group.Read.All",
     "GroupMember.Read.All",
     "Directory.Read.All",
@@ -81,14 +104,33 @@ impl Default for EmulatorConfig {
     }
 }
 
-/// An app registration with a client secret and the application permissions (app roles)
-/// an administrator consented to; they end up in the token's `roles` claim.
-#[derive(Clone)]
+/// An app registration: its credentials (a client secret and/or certificates), the
+/// application permissions (app roles) an administrator consented to (they end up in the
+/// `roles` claim of app-only Graph tokens), its redirect URIs, and the API it exposes.
+///
+/// Every seeded user has consented to every app, except `CONSENT_USER_UPN`.
+#[derive(Clone, Default)]
 pub struct AppRegistration {
     pub client_id: String,
+    /// Empty: the app has no secret (no secret, not even an empty one, authenticates it).
     pub client_secret: String,
     pub display_name: String,
     pub roles: Vec<String>,
+    /// PEM X.509 certificates for `client_assertion` (private_key_jwt). The emulator keys
+    /// them by the SHA-1 (`x5t`) and SHA-256 (`x5t#S256`) thumbprints of their DER and
+    /// verifies assertions with their RSA public key. Unparsable ones are logged and ignored.
+    pub certificates: Vec<String>,
+    /// Where `/authorize` may send codes. An `http` loopback URI (`127.0.0.1`, `localhost`,
+    /// `[::1]`) matches any port and any of those hosts, as Entra ignores loopback ports.
+    pub redirect_uris: Vec<String>,
+    /// A public client (SPA, native app) redeems codes and refresh tokens without a
+    /// credential, with PKCE; its tokens carry `appidacr`/`azpacr` `"0"`.
+    pub public_client: bool,
+    /// The Application ID URI of the API this app exposes, e.g. `api://m365-gateway`.
+    /// Tokens for the API are v2.0 (`accessTokenAcceptedVersion: 2`): `aud` is the client id.
+    pub identifier_uri: Option<String>,
+    /// Delegated scopes the API exposes, e.g. `access_as_user`.
+    pub exposed_scopes: Vec<String>,
 }
 
 /// Secrets stay out of logs, even an emulator's.
@@ -99,20 +141,85 @@ impl std::fmt::Debug for AppRegistration {
             .field("client_secret", &"<redacted>")
             .field("display_name", &self.display_name)
             .field("roles", &self.roles)
+            .field("certificates", &self.certificates.len())
+            .field("redirect_uris", &self.redirect_uris)
+            .field("public_client", &self.public_client)
+            .field("identifier_uri", &self.identifier_uri)
+            .field("exposed_scopes", &self.exposed_scopes)
             .finish()
     }
 }
 
 impl AppRegistration {
     /// The gateway's app: `DEFAULT_CLIENT_ID` / `DEFAULT_CLIENT_SECRET` with every
-    /// application permission the emulator knows.
+    /// application permission the emulator knows; it also exposes an API
+    /// (`DEFAULT_API_URI`, scope `DEFAULT_API_SCOPE`) and may receive codes at
+    /// `DEFAULT_REDIRECT_URI` (any loopback port).
     pub fn default_gateway_app() -> Self {
         AppRegistration {
             client_id: DEFAULT_CLIENT_ID.to_string(),
             client_secret: DEFAULT_CLIENT_SECRET.to_string(),
             display_name: "m365-gateway".to_string(),
             roles: ALL_APP_PERMISSIONS.iter().map(|r| r.to_string()).collect(),
+            redirect_uris: vec![DEFAULT_REDIRECT_URI.to_string()],
+            identifier_uri: Some(DEFAULT_API_URI.to_string()),
+            exposed_scopes: vec![DEFAULT_API_SCOPE.to_string()],
+            ..AppRegistration::default()
         }
+    }
+
+    /// A confidential client with a secret and application permissions.
+    pub fn confidential(
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        display_name: impl Into<String>,
+        roles: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        AppRegistration {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            display_name: display_name.into(),
+            roles: roles.into_iter().map(Into::into).collect(),
+            ..AppRegistration::default()
+        }
+    }
+
+    /// A public client (SPA or native app): no credential, PKCE, these redirect URIs.
+    pub fn public_client(
+        client_id: impl Into<String>,
+        display_name: impl Into<String>,
+        redirect_uris: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        AppRegistration {
+            client_id: client_id.into(),
+            display_name: display_name.into(),
+            redirect_uris: redirect_uris.into_iter().map(Into::into).collect(),
+            public_client: true,
+            ..AppRegistration::default()
+        }
+    }
+
+    /// Adds a PEM certificate credential.
+    pub fn with_certificate(mut self, pem: impl Into<String>) -> Self {
+        self.certificates.push(pem.into());
+        self
+    }
+
+    /// Adds a redirect URI.
+    pub fn with_redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.redirect_uris.push(uri.into());
+        self
+    }
+
+    /// Exposes an API at `identifier_uri` with these delegated scopes.
+    pub fn with_api(
+        mut self,
+        identifier_uri: impl Into<String>,
+        scopes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.identifier_uri = Some(identifier_uri.into());
+        self.exposed_scopes = scopes.into_iter().map(Into::into).collect();
+        self
     }
 }
 
@@ -125,9 +232,14 @@ pub struct Emulator {
 /// Shared state. Locks are `std::sync` ones and are never held across an `.await`.
 pub(crate) struct EmulatorState {
     pub(crate) config: EmulatorConfig,
-    /// Read-only today; a lock because later slices (mail, calendars, drives) write.
+    /// Written only by session revocation (`signInSessionsValidFromDateTime`) today.
     pub(crate) tenant: RwLock<tenant::Tenant>,
-    pub(crate) keys: entra::SigningKeys,
+    /// The signing keys: one active, older ones published until retired.
+    pub(crate) keys: entra::KeyRing,
+    /// App registrations: `config.apps` plus any registered at runtime.
+    pub(crate) apps: entra::AppDirectory,
+    /// Authorization codes and refresh tokens.
+    pub(crate) sessions: entra::Sessions,
     pub(crate) recorder: admin::Recorder,
 }
 
@@ -135,12 +247,15 @@ impl Emulator {
     /// Generates the tenant and a fresh RSA-2048 signing key.
     pub fn new(config: EmulatorConfig) -> Emulator {
         let tenant = tenant::Tenant::generate(config.users, config.seed);
-        let keys = entra::SigningKeys::generate();
+        let keys = entra::KeyRing::generate();
+        let apps = entra::AppDirectory::new(&config.apps);
         Emulator {
             state: Arc::new(EmulatorState {
                 config,
                 tenant: RwLock::new(tenant),
                 keys,
+                apps,
+                sessions: entra::Sessions::default(),
                 recorder: admin::Recorder::default(),
             }),
         }
@@ -150,6 +265,7 @@ impl Emulator {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
+            .route("/{tenant}/oauth2/v2.0/authorize", get(entra::authorize))
             .route(
                 "/{tenant}/v2.0/.well-known/openid-configuration",
                 get(entra::openid_configuration),
@@ -166,6 +282,8 @@ impl Emulator {
             .route("/_emulator/stats", get(admin::get_stats))
             .route("/_emulator/stats/reset", post(admin::reset_stats))
             .route("/_emulator/requests", get(admin::get_requests))
+            .route("/_emulator/keys/rotate", post(admin::rotate_keys))
+            .route("/_emulator/users/{user}/revoke", post(admin::revoke_user))
             .fallback(graph::unknown_version)
             .layer(middleware::from_fn_with_state(self.clone(), inject_latency))
             .with_state(self.clone())
@@ -225,9 +343,10 @@ impl Emulator {
         &self.state.config.tenant_id
     }
 
-    /// Signs a delegated (user) Graph token for `user` (object id or UPN) with the given
-    /// scopes, as the authorization-code or on-behalf-of grants will once they exist.
-    /// Returns `None` when the app or the user is unknown. Meant for tests.
+    /// Signs a delegated (user) v1.0 Graph token for `user` (object id or UPN) with the given
+    /// scopes (`scp`), as the authorization-code or on-behalf-of grants issue them, for the
+    /// app `client_id`. Consent and MFA are not checked. Returns `None` when the app or the
+    /// user is unknown. Meant for tests.
     pub fn issue_delegated_token(
         &self,
         client_id: &str,
@@ -235,6 +354,43 @@ impl Emulator {
         scopes: &[&str],
     ) -> Option<String> {
         entra::issue_delegated_token(&self.state, client_id, user, scopes)
+    }
+
+    /// Signs a v2.0 access token for the API of app `audience_app` (its client id or
+    /// Application ID URI), as the authorization-code flow issues it to `client_id` for user
+    /// `upn` (UPN or object id): `aud` = the API's client id, `azp` = `client_id`, `scp` =
+    /// `scopes` (names such as `access_as_user`; an `api://…/` prefix is dropped),
+    /// `iss` = `https://login.microsoftonline.com/{tid}/v2.0`. Consent and MFA are not
+    /// checked (so it can mint the assertion an on-behalf-of test needs for `MFA_USER_UPN`
+    /// or `CONSENT_USER_UPN`). `None` when an app or the user is unknown. Meant for tests.
+    pub fn issue_user_token(
+        &self,
+        client_id: &str,
+        upn: &str,
+        audience_app: &str,
+        scopes: &[&str],
+    ) -> Option<String> {
+        entra::issue_user_token(&self.state, client_id, upn, audience_app, scopes)
+    }
+
+    /// Makes a new RSA signing key active (published in the JWKS under a new `kid`) and
+    /// returns its `kid`. Earlier keys stay published, and tokens they signed stay valid,
+    /// unless `retire_previous`: then they leave the JWKS and Graph (and the on-behalf-of
+    /// grant) refuse their tokens.
+    pub fn rotate_signing_key(&self, retire_previous: bool) -> String {
+        self.state.keys.rotate(retire_previous)
+    }
+
+    /// Revokes every refresh token of a user (UPN or object id), as Graph's
+    /// `revokeSignInSessions` does; their next refresh gets AADSTS50173. `false` when the
+    /// user is unknown.
+    pub fn revoke_user_sessions(&self, upn: &str) -> bool {
+        entra::revoke_user_sessions(&self.state, upn)
+    }
+
+    /// Adds an app registration at runtime (or replaces the one with the same client id).
+    pub fn register_app(&self, app: AppRegistration) {
+        self.state.apps.register(app);
     }
 
     pub(crate) fn state(&self) -> &EmulatorState {

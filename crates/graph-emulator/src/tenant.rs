@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::{DEMO_USER_UPN, TENANT_DOMAIN};
+use crate::{CONSENT_USER_UPN, DEMO_USER_UPN, MFA_USER_UPN, TENANT_DOMAIN};
 
 /// The company every seed invents. Not a real company.
 pub(crate) const COMPANY_NAME: &str = "Kestrel Ridge Outfitters";
@@ -25,6 +25,15 @@ const APOSTROPHE_SURNAME: &str = "O'Brien";
 const GUEST_GIVEN: &str = "Jordan";
 const GUEST_SURNAME: &str = "Pike";
 const GUEST_HOME_DOMAIN: &str = "cascadefreight.example";
+/// The fixed user Conditional Access requires MFA of (see `MFA_USER_UPN`). Neither name part
+/// is in the random name lists, so no generated person can take the address.
+const MFA_GIVEN: &str = "Marguerite";
+const MFA_SURNAME: &str = "Fenwick";
+/// The fixed user who has consented to no application (see `CONSENT_USER_UPN`).
+const CONSENT_GIVEN: &str = "Dashiell";
+const CONSENT_SURNAME: &str = "Okafor";
+/// Where the personal addresses of `otherMails` live (reserved `.example` domain).
+const PERSONAL_MAIL_DOMAIN: &str = "trailpost.example";
 
 /// Anything that can appear in a directoryObject collection (memberOf, members, directReports).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,6 +70,10 @@ pub(crate) struct User {
     pub usage_location: Option<String>,
     pub created_date_time: String,
     pub other_mails: Vec<String>,
+    /// `SMTP:primary` first, then lower-case `smtp:` aliases (Exchange's convention).
+    pub proxy_addresses: Vec<String>,
+    /// Refresh tokens and session cookies issued before this instant are revoked.
+    pub sign_in_sessions_valid_from: String,
     pub creation_type: Option<&'static str>,
     pub manager: Option<usize>,
     pub direct_reports: Vec<usize>,
@@ -102,6 +115,8 @@ pub(crate) struct Tenant {
     user_by_upn: HashMap<String, usize>,
     group_by_id: HashMap<String, usize>,
     role_by_id: HashMap<String, usize>,
+    /// For each group, the groups it is a direct member of.
+    group_parents: Vec<Vec<usize>>,
 }
 
 impl Tenant {
@@ -222,6 +237,22 @@ impl Tenant {
             }
         }
 
+        // Two more fixed people, for the identity flows: the last member of the first department
+        // (Conditional Access requires MFA of them) and the last member of the second (they have
+        // consented to nothing). Renamed after the fact so every other draw stays as it was.
+        let mut mfa_user = None;
+        let mut consent_user = None;
+        if plan.has_fixed_people {
+            let first_dept_end = 1 + plan.departments.len() + plan.headcounts[0];
+            let second_dept_end = first_dept_end + plan.headcounts[1];
+            let mfa = first_dept_end - 1;
+            let consent = second_dept_end - 1;
+            tenant.rename(mfa, MFA_GIVEN, MFA_SURNAME, MFA_USER_UPN);
+            tenant.rename(consent, CONSENT_GIVEN, CONSENT_SURNAME, CONSENT_USER_UPN);
+            mfa_user = Some(mfa);
+            consent_user = Some(consent);
+        }
+
         // A B2B guest, sponsored by (reporting to) a VP so the tree keeps exactly one root.
         if plan.has_fixed_people {
             let sponsor = vps[1.min(vps.len() - 1)];
@@ -235,7 +266,9 @@ impl Tenant {
             let fixed =
                 Some(i) == demo_user || Some(i) == apostrophe_user || user.user_type == "Guest";
             let is_ic = user.direct_reports.is_empty() && user.manager.is_some();
-            if is_ic && !fixed && rng.below(23) == 0 {
+            // The identity fixtures are drawn for too (the stream stays as before), never disabled.
+            let identity_fixture = Some(i) == mfa_user || Some(i) == consent_user;
+            if is_ic && !fixed && rng.below(23) == 0 && !identity_fixture {
                 tenant.users[i].account_enabled = false;
                 disabled_any = true;
             }
@@ -248,6 +281,8 @@ impl Tenant {
                     && u.user_type == "Member"
                     && Some(i) != demo_user
                     && Some(i) != apostrophe_user
+                    && Some(i) != mfa_user
+                    && Some(i) != consent_user
                     && u.manager.is_some()
             }) {
                 tenant.users[i].account_enabled = false;
@@ -256,8 +291,122 @@ impl Tenant {
 
         tenant.build_groups(&mut rng, &plan, ceo, &vps, demo_user);
         tenant.build_roles(&mut rng, &plan, ceo, &vps, demo_user);
+        tenant.assign_addresses(demo_user);
         tenant.index();
         tenant
+    }
+
+    /// Gives a generated person one of the fixed identities (name, UPN, mail).
+    fn rename(&mut self, idx: usize, given: &str, surname: &str, upn: &str) {
+        let local = upn.split('@').next().unwrap_or(upn).to_string();
+        let u = &mut self.users[idx];
+        u.display_name = format!("{given} {surname}");
+        u.given_name = Some(given.to_string());
+        u.surname = Some(surname.to_string());
+        u.mail = Some(upn.to_string());
+        u.mail_nickname = local;
+        u.user_principal_name = upn.to_string();
+    }
+
+    /// Proxy addresses and personal `otherMails`, derived from the names (no random draws, so
+    /// the rest of the data is unchanged): every third member, and the demo user, also has a
+    /// short alias such as `smtp:tgreaves@kestrelridge.example`; aliases are unique, as
+    /// Exchange requires. Every seventh member and the demo user list a personal address.
+    fn assign_addresses(&mut self, demo_user: Option<usize>) {
+        let mut taken: std::collections::HashSet<String> = self
+            .users
+            .iter()
+            .filter_map(|u| u.mail.as_deref().map(str::to_ascii_lowercase))
+            .collect();
+        for i in 0..self.users.len() {
+            let u = &self.users[i];
+            let mut proxies: Vec<String> = u.mail.iter().map(|m| format!("SMTP:{m}")).collect();
+            let member = u.user_type == "Member";
+            if member && (i % 3 == 0 || Some(i) == demo_user) {
+                let clean = |s: &str| -> String {
+                    s.chars()
+                        .filter(|c| c.is_ascii_alphanumeric())
+                        .map(|c| c.to_ascii_lowercase())
+                        .collect()
+                };
+                let given = clean(u.given_name.as_deref().unwrap_or_default());
+                let surname = clean(u.surname.as_deref().unwrap_or_default());
+                if let Some(initial) = given.chars().next() {
+                    let alias = format!("{initial}{surname}@{TENANT_DOMAIN}");
+                    if taken.insert(alias.clone()) {
+                        proxies.push(format!("smtp:{alias}"));
+                    }
+                }
+            }
+            let personal = (member && i % 7 == 3) || Some(i) == demo_user;
+            let local = u.mail_nickname.clone();
+            let created = u.created_date_time.clone();
+            let u = &mut self.users[i];
+            u.proxy_addresses = proxies;
+            u.sign_in_sessions_valid_from = created;
+            if personal {
+                u.other_mails
+                    .push(format!("{local}@{PERSONAL_MAIL_DOMAIN}"));
+            }
+        }
+    }
+
+    /// Users reachable from group `g` through nested groups, and the nested groups
+    /// themselves, each once, breadth-first in membership order.
+    pub fn transitive_members(&self, g: usize) -> Vec<DirObj> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let mut queue = std::collections::VecDeque::from([g]);
+        let mut visited_groups = std::collections::HashSet::from([g]);
+        while let Some(group) = queue.pop_front() {
+            for &m in &self.groups[group].members {
+                if let DirObj::Group(inner) = m
+                    && visited_groups.insert(inner)
+                {
+                    queue.push_back(inner);
+                }
+                if seen.insert(m) {
+                    out.push(m);
+                }
+            }
+        }
+        out
+    }
+
+    /// The groups a user belongs to directly or through nested groups (each once), followed
+    /// by the directory roles they hold.
+    pub fn transitive_member_of(&self, u: usize) -> Vec<DirObj> {
+        let direct = &self.users[u].member_of;
+        let mut seen = std::collections::HashSet::new();
+        let mut queue: std::collections::VecDeque<usize> = direct
+            .iter()
+            .filter_map(|o| match o {
+                DirObj::Group(g) => Some(*g),
+                _ => None,
+            })
+            .collect();
+        let mut groups = Vec::new();
+        while let Some(g) = queue.pop_front() {
+            if !seen.insert(g) {
+                continue;
+            }
+            groups.push(DirObj::Group(g));
+            if let Some(parents) = self.group_parents.get(g) {
+                queue.extend(parents.iter().copied());
+            }
+        }
+        groups.extend(
+            direct
+                .iter()
+                .filter(|o| matches!(o, DirObj::Role(_)))
+                .copied(),
+        );
+        groups
+    }
+
+    /// Marks a user's sessions revoked now (`signInSessionsValidFromDateTime`).
+    pub fn revoke_sessions(&mut self, u: usize, unix: i64) {
+        self.users[u].sign_in_sessions_valid_from = crate::clock::format_utc_seconds(unix);
     }
 
     fn push_person(&mut self, rng: &mut SplitMix64, upns: &mut UpnAllocator, p: Person) -> usize {
@@ -319,6 +468,8 @@ impl Tenant {
             usage_location: Some("US".to_string()),
             created_date_time: created,
             other_mails: Vec::new(),
+            proxy_addresses: Vec::new(),
+            sign_in_sessions_valid_from: String::new(),
             creation_type: None,
             manager: p.manager,
             direct_reports: Vec::new(),
@@ -368,6 +519,8 @@ impl Tenant {
             usage_location: None,
             created_date_time: created,
             other_mails: vec![home_mail],
+            proxy_addresses: Vec::new(),
+            sign_in_sessions_valid_from: String::new(),
             creation_type: Some("Invitation"),
             manager: Some(sponsor),
             direct_reports: Vec::new(),
@@ -555,8 +708,14 @@ impl Tenant {
             self.user_by_upn
                 .insert(u.user_principal_name.to_ascii_lowercase(), i);
         }
+        self.group_parents = vec![Vec::new(); self.groups.len()];
         for (i, g) in self.groups.iter().enumerate() {
             self.group_by_id.insert(g.id.to_ascii_lowercase(), i);
+            for m in &g.members {
+                if let DirObj::Group(child) = m {
+                    self.group_parents[*child].push(i);
+                }
+            }
         }
         for (i, r) in self.roles.iter().enumerate() {
             self.role_by_id.insert(r.id.to_ascii_lowercase(), i);
@@ -1054,5 +1213,75 @@ mod tests {
             let t = Tenant::generate(size, 5);
             assert_eq!(t.users.len(), size);
         }
+    }
+
+    #[test]
+    fn the_identity_fixture_users_exist_enabled_for_every_seed_and_size() {
+        for seed in [0, 1, 42, 9999] {
+            for size in [10, 11, 25, 60, 1000] {
+                let t = Tenant::generate(size, seed);
+                let demo = t.find_user(DEMO_USER_UPN).expect("demo");
+                let mfa = t.find_user(MFA_USER_UPN).expect("mfa user");
+                let consent = t.find_user(CONSENT_USER_UPN).expect("consent user");
+                assert!(demo != mfa && mfa != consent && demo != consent);
+                for i in [mfa, consent] {
+                    let u = &t.users[i];
+                    assert!(u.account_enabled, "size {size} seed {seed}");
+                    assert_eq!(u.user_type, "Member");
+                    assert!(u.manager.is_some());
+                }
+                assert_eq!(t.users[mfa].display_name, "Marguerite Fenwick");
+                assert_eq!(t.users.len(), size);
+            }
+        }
+    }
+
+    #[test]
+    fn proxy_addresses_are_unique_and_the_demo_user_has_an_alias() {
+        let t = Tenant::generate(2000, 11);
+        let mut seen = std::collections::HashSet::new();
+        for u in &t.users {
+            assert!(u.proxy_addresses[0].starts_with("SMTP:"));
+            for p in &u.proxy_addresses {
+                let address = p.split_once(':').map(|(_, a)| a.to_ascii_lowercase());
+                assert!(seen.insert(address.clone()), "{p} twice");
+            }
+        }
+        let demo = &t.users[t.find_user(DEMO_USER_UPN).expect("demo")];
+        assert_eq!(
+            demo.proxy_addresses,
+            vec![
+                format!("SMTP:{DEMO_USER_UPN}"),
+                format!("smtp:tgreaves@{TENANT_DOMAIN}")
+            ]
+        );
+        assert_eq!(demo.other_mails.len(), 1);
+    }
+
+    #[test]
+    fn transitive_members_follow_nested_groups_once() {
+        let t = Tenant::generate(60, 42);
+        let leadership = t
+            .groups
+            .iter()
+            .position(|g| g.display_name == "Extended Leadership")
+            .expect("group");
+        let managers = t
+            .groups
+            .iter()
+            .position(|g| g.display_name == "People Managers")
+            .expect("group");
+        let all = t.transitive_members(leadership);
+        assert!(all.contains(&DirObj::Group(managers)));
+        for m in &t.groups[managers].members {
+            assert!(all.contains(m));
+        }
+        let unique: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(unique.len(), all.len());
+        // A people manager is in Extended Leadership only through the nested group.
+        let demo = t.find_user(DEMO_USER_UPN).expect("demo");
+        let of = t.transitive_member_of(demo);
+        assert!(of.contains(&DirObj::Group(leadership)));
+        assert!(!t.users[demo].member_of.contains(&DirObj::Group(leadership)));
     }
 }

@@ -103,6 +103,7 @@ async fn an_app_without_user_read_all_gets_403_on_users() {
                 client_secret: "mail-only".into(),
                 display_name: "mail only".into(),
                 roles: vec!["Mail.Send".into(), "Group.Read.All".into()],
+                ..AppRegistration::default()
             },
         ],
         ..EmulatorConfig::default()
@@ -147,6 +148,7 @@ async fn an_app_with_only_user_read_all_gets_403_on_groups() {
             client_secret: "x".into(),
             display_name: "users only".into(),
             roles: vec!["User.Read.All".into()],
+            ..AppRegistration::default()
         }],
         ..EmulatorConfig::default()
     };

@@ -445,6 +445,7 @@ async fn extra_app_registrations_get_exactly_their_roles_and_lifetime() {
             client_secret: "s3cret".into(),
             display_name: "mailer".into(),
             roles: vec!["Mail.Send".into()],
+            ..AppRegistration::default()
         }],
         token_lifetime: std::time::Duration::from_secs(600),
         ..EmulatorConfig::default()

@@ -139,6 +139,20 @@ pub(crate) const READ_ROLES: Permission = Permission {
     ],
 };
 
+/// `revokeSignInSessions` (user-revokesigninsessions.md).
+pub(crate) const REVOKE_SESSIONS: Permission = Permission {
+    application: &[
+        "User.RevokeSessions.All",
+        "User.ReadWrite.All",
+        "Directory.ReadWrite.All",
+    ],
+    delegated: &[
+        "User.RevokeSessions.All",
+        "User.ReadWrite.All",
+        "Directory.ReadWrite.All",
+    ],
+};
+
 impl Principal {
     /// The calling application's client id.
     pub fn app_id(&self) -> &str {
@@ -182,9 +196,12 @@ pub(crate) fn authenticate(
     let validation_failure = || GraphError::invalid_token("Access token validation failure.");
 
     let header = jsonwebtoken::decode_header(token).map_err(|_| compact_parse_failure())?;
-    if header.kid.as_deref() != Some(state.keys.kid()) {
-        return Err(validation_failure());
-    }
+    // Any published key; a retired (or foreign) key's tokens are refused.
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| state.keys.find(kid))
+        .ok_or_else(validation_failure)?;
 
     let tid = &state.config.tenant_id;
     let mut validation = Validation::new(Algorithm::RS256);
@@ -194,7 +211,7 @@ pub(crate) fn authenticate(
     validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss"]);
     validation.validate_nbf = true;
 
-    let data = jsonwebtoken::decode::<AccessTokenClaims>(token, state.keys.decoding(), &validation)
+    let data = jsonwebtoken::decode::<AccessTokenClaims>(token, key.decoding(), &validation)
         .map_err(|err| match err.kind() {
             ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => {
                 GraphError::invalid_token("Access token has expired or is not yet valid.")

@@ -71,6 +71,7 @@ pub(crate) fn handle(
                     .iter()
                     .map(|&r| DirObj::User(r))
                     .collect(),
+                Relation::TransitiveMemberOf => tenant.transitive_member_of(u),
                 _ => user.member_of.clone(),
             };
             relationship(ctx, tenant, items, *cast, *count)
@@ -90,12 +91,18 @@ pub(crate) fn handle(
             single(ctx, tenant, DirObj::Group(g), Kind::Group, "groups")
         }
         Route::GroupRelation {
-            group, cast, count, ..
+            group,
+            relation,
+            cast,
+            count,
         } => {
             let g = tenant
                 .find_group(group)
                 .ok_or_else(|| GraphError::resource_not_found(group))?;
-            let items = tenant.groups[g].members.clone();
+            let items = match relation {
+                Relation::TransitiveMembers => tenant.transitive_members(g),
+                _ => tenant.groups[g].members.clone(),
+            };
             relationship(ctx, tenant, items, *cast, *count)
         }
         Route::DirectoryRoles => {
@@ -138,11 +145,17 @@ pub(crate) fn handle(
         Route::Batch => Err(GraphError::bad_request(
             "Nested batch requests are not supported.",
         )),
+        // Writes are dispatched before the tenant is read-locked (see `graph::dispatch`).
+        Route::RevokeSessions(_) => Err(GraphError::method_not_allowed()),
     }
 }
 
 /// The user a path names: `/users/{id | userPrincipalName}` or the signed-in `/me`.
-fn subject_user(ctx: &Ctx<'_>, tenant: &Tenant, subject: &Subject) -> Result<usize, GraphError> {
+pub(crate) fn subject_user(
+    ctx: &Ctx<'_>,
+    tenant: &Tenant,
+    subject: &Subject,
+) -> Result<usize, GraphError> {
     match subject {
         Subject::User(key) => tenant
             .find_user(key)

@@ -163,11 +163,32 @@ fn admit(
     let principal = auth::authenticate(emulator.state(), &req.headers)?;
     let route = route?;
     route.check_method(&req.method)?;
-    if !principal.allows(route.permission()) {
+    if !principal.allows(route.permission()) && !addresses_self(emulator, &route, &principal) {
         tracing::debug!(app_id = principal.app_id(), route = %route.template(), "insufficient privileges");
         return Err(GraphError::insufficient_privileges());
     }
     Ok((route, principal))
+}
+
+/// A delegated caller naming itself by id or UPN (`/users/{own id}`) is held to what the
+/// same route needs as `/me`, so `User.Read` reads one's own profile either way.
+fn addresses_self(emulator: &Emulator, route: &Route, principal: &Principal) -> bool {
+    let (Principal::User { user_id, .. }, Some(key), Some(permission)) =
+        (principal, route.user_key(), route.self_permission())
+    else {
+        return false;
+    };
+    if !principal.allows(permission) {
+        return false;
+    }
+    let tenant = emulator
+        .state()
+        .tenant
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    tenant
+        .find_user(key)
+        .is_some_and(|u| tenant.users[u].id.eq_ignore_ascii_case(user_id))
 }
 
 fn dispatch(
@@ -189,6 +210,9 @@ fn dispatch(
         base_url: &req.base_url,
         principal,
     };
+    if let Route::RevokeSessions(subject) = route {
+        return revoke_sessions(emulator, &ctx, subject);
+    }
     // Never held across an await: handlers are synchronous.
     let tenant = emulator
         .state()
@@ -196,6 +220,29 @@ fn dispatch(
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     directory::handle(route, &ctx, &tenant)
+}
+
+/// `POST /users/{id}/revokeSignInSessions` (and `/me/...`): revokes the user's refresh
+/// tokens and answers `{"value": true}` (user-revokesigninsessions.md).
+fn revoke_sessions(
+    emulator: &Emulator,
+    ctx: &Ctx<'_>,
+    subject: &routes::Subject,
+) -> Result<GraphResponse, GraphError> {
+    let user_id = {
+        let tenant = emulator
+            .state()
+            .tenant
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let u = directory::subject_user(ctx, &tenant, subject)?;
+        tenant.users[u].id.clone()
+    };
+    crate::entra::revoke_user_sessions(emulator.state(), &user_id);
+    Ok(GraphResponse::json(serde_json::json!({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Edm.Boolean",
+        "value": true,
+    })))
 }
 
 /// `http://{Host}`: where this emulator was reached, for absolute links. HTTP/2 requests

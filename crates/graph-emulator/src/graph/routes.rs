@@ -40,7 +40,11 @@ impl Cast {
 pub(crate) enum Relation {
     DirectReports,
     MemberOf,
+    /// Groups reached through nested memberships too, and directory roles.
+    TransitiveMemberOf,
     Members,
+    /// Members of nested groups too (users and the nested groups themselves).
+    TransitiveMembers,
 }
 
 impl Relation {
@@ -48,16 +52,24 @@ impl Relation {
         match self {
             Relation::DirectReports => "directReports",
             Relation::MemberOf => "memberOf",
+            Relation::TransitiveMemberOf => "transitiveMemberOf",
             Relation::Members => "members",
+            Relation::TransitiveMembers => "transitiveMembers",
         }
     }
 
     fn casts(self) -> &'static [Cast] {
         match self {
             Relation::DirectReports => &[Cast::User],
-            Relation::MemberOf => &[Cast::Group, Cast::DirectoryRole],
-            Relation::Members => &[Cast::User, Cast::Group],
+            Relation::MemberOf | Relation::TransitiveMemberOf => {
+                &[Cast::Group, Cast::DirectoryRole]
+            }
+            Relation::Members | Relation::TransitiveMembers => &[Cast::User, Cast::Group],
         }
+    }
+
+    fn is_membership(self) -> bool {
+        matches!(self, Relation::MemberOf | Relation::TransitiveMemberOf)
     }
 }
 
@@ -88,6 +100,8 @@ pub(crate) enum Route {
     DirectoryRoles,
     DirectoryRole(String),
     RoleMembers(String),
+    /// `POST /users/{id}/revokeSignInSessions`.
+    RevokeSessions(Subject),
 }
 
 impl Route {
@@ -134,13 +148,51 @@ impl Route {
             Route::DirectoryRoles => "/directoryRoles".to_string(),
             Route::DirectoryRole(_) => "/directoryRoles/{id}".to_string(),
             Route::RoleMembers(_) => "/directoryRoles/{id}/members".to_string(),
+            Route::RevokeSessions(s) => format!("{}/revokeSignInSessions", subject(s)),
         }
+    }
+
+    /// The user a route is about, when it names one by id or UPN.
+    pub fn user_key(&self) -> Option<&str> {
+        match self {
+            Route::User(Subject::User(key))
+            | Route::Manager(Subject::User(key))
+            | Route::RevokeSessions(Subject::User(key))
+            | Route::UserRelation {
+                subject: Subject::User(key),
+                ..
+            } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The permission of the same route addressed as `/me`: a delegated caller addressing
+    /// itself by id or UPN needs only what `/me` needs (`User.Read` for `/users/{own id}`).
+    pub fn self_permission(&self) -> Option<&'static Permission> {
+        let me = match self {
+            Route::User(Subject::User(_)) => Route::User(Subject::Me),
+            Route::Manager(Subject::User(_)) => Route::Manager(Subject::Me),
+            Route::RevokeSessions(Subject::User(_)) => Route::RevokeSessions(Subject::Me),
+            Route::UserRelation {
+                subject: Subject::User(_),
+                relation,
+                cast,
+                count,
+            } => Route::UserRelation {
+                subject: Subject::Me,
+                relation: *relation,
+                cast: *cast,
+                count: *count,
+            },
+            _ => return None,
+        };
+        Some(me.permission())
     }
 
     /// Every directory route here is read-only; `$batch` is POST.
     pub fn check_method(&self, method: &Method) -> Result<(), GraphError> {
         let allowed = match self {
-            Route::Batch => method == Method::POST,
+            Route::Batch | Route::RevokeSessions(_) => method == Method::POST,
             _ => method == Method::GET,
         };
         if allowed {
@@ -154,18 +206,16 @@ impl Route {
         let me = |s: &Subject| *s == Subject::Me;
         match self {
             Route::Batch => &auth::NO_PERMISSION,
+            Route::RevokeSessions(_) => &auth::REVOKE_SESSIONS,
             Route::Users { .. } => &auth::READ_USERS,
             Route::User(s) | Route::Manager(s) if me(s) => &auth::READ_ME,
             Route::User(_) | Route::Manager(_) => &auth::READ_USERS,
             Route::UserRelation {
-                subject,
-                relation: Relation::MemberOf,
-                ..
-            } if me(subject) => &auth::READ_MY_MEMBERSHIPS,
-            Route::UserRelation {
-                relation: Relation::MemberOf,
-                ..
-            } => &auth::READ_MEMBERSHIPS,
+                subject, relation, ..
+            } if me(subject) && relation.is_membership() => &auth::READ_MY_MEMBERSHIPS,
+            Route::UserRelation { relation, .. } if relation.is_membership() => {
+                &auth::READ_MEMBERSHIPS
+            }
             Route::UserRelation { subject, .. } if me(subject) => &auth::READ_ME,
             Route::UserRelation { .. } => &auth::READ_USERS,
             Route::Groups { .. } | Route::Group(_) | Route::GroupRelation { .. } => {
@@ -206,11 +256,18 @@ pub(crate) fn resolve(path: &str) -> Result<Route, GraphError> {
             [] => Ok(Route::Groups { count: false }),
             ["$count"] => Ok(Route::Groups { count: true }),
             [id] => Ok(Route::Group((*id).to_string())),
-            [id, relation, rest @ ..] if is(relation, "members") => {
-                let (cast, count) = relation_tail(Relation::Members, rest)?;
+            [id, relation, rest @ ..]
+                if is(relation, "members") || is(relation, "transitiveMembers") =>
+            {
+                let relation = if is(relation, "members") {
+                    Relation::Members
+                } else {
+                    Relation::TransitiveMembers
+                };
+                let (cast, count) = relation_tail(relation, rest)?;
                 Ok(Route::GroupRelation {
                     group: (*id).to_string(),
-                    relation: Relation::Members,
+                    relation,
                     cast,
                     count,
                 })
@@ -232,11 +289,14 @@ fn user_route(subject: Subject, rest: &[&str]) -> Result<Route, GraphError> {
     match rest {
         [] => Ok(Route::User(subject)),
         [m] if is(m, "manager") => Ok(Route::Manager(subject)),
+        [r] if is(r, "revokeSignInSessions") => Ok(Route::RevokeSessions(subject)),
         [relation, tail @ ..] => {
             let relation = if is(relation, "directReports") {
                 Relation::DirectReports
             } else if is(relation, "memberOf") {
                 Relation::MemberOf
+            } else if is(relation, "transitiveMemberOf") {
+                Relation::TransitiveMemberOf
             } else {
                 return Err(GraphError::segment_not_found(relation));
             };
@@ -302,6 +362,18 @@ mod tests {
                 "/groups/{id}/members/microsoft.graph.user",
             ),
             ("/$batch", "/$batch"),
+            (
+                "/groups/g/transitiveMembers/microsoft.graph.user",
+                "/groups/{id}/transitiveMembers/microsoft.graph.user",
+            ),
+            (
+                "/me/transitiveMemberOf/microsoft.graph.group/$count",
+                "/me/transitiveMemberOf/microsoft.graph.group/$count",
+            ),
+            (
+                "/users/x/revokeSignInSessions",
+                "/users/{id}/revokeSignInSessions",
+            ),
         ] {
             assert_eq!(
                 resolve(path).map(|r| r.template()),

@@ -389,10 +389,8 @@ pub(crate) fn user_property(u: &User, name: &str) -> Value {
             }
         }
         "otherMails" => strings(&u.other_mails),
-        "proxyAddresses" => match &u.mail {
-            Some(mail) => json!([format!("SMTP:{mail}")]),
-            None => json!([]),
-        },
+        "proxyAddresses" => strings(&u.proxy_addresses),
+        "signInSessionsValidFromDateTime" => Value::String(u.sign_in_sessions_valid_from.clone()),
         "identities" => {
             let issuer = if u.user_type == "Guest" {
                 "ExternalAzureAD"

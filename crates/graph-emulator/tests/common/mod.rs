@@ -221,3 +221,202 @@ pub fn sorted(mut v: Vec<&str>) -> Vec<String> {
     v.sort();
     v.into_iter().map(str::to_string).collect()
 }
+
+// --- identity helpers ------------------------------------------------------------------
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+/// The test-only certificate and key of tests/fixtures/certs (see its README).
+pub const TEST_CERT_PEM: &str = include_str!("../fixtures/certs/cert.pem");
+pub const TEST_KEY_PEM: &str = include_str!("../fixtures/certs/key.pem");
+
+pub const JWT_BEARER_ASSERTION_TYPE: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub const OBO_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// `POST {base}/{tenant}/oauth2/v2.0/token` with a form body.
+pub async fn token_request(emu: &RunningEmulator, tenant: &str, form: &[(&str, &str)]) -> Reply {
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/{tenant}/oauth2/v2.0/token", emu.base_url()))
+        .form(form)
+        .send()
+        .await
+        .expect("token request");
+    reply(response).await
+}
+
+/// A token-endpoint success body, or a panic with Entra's answer.
+pub async fn token_ok(emu: &RunningEmulator, form: &[(&str, &str)]) -> Value {
+    let reply = token_request(emu, graph_emulator::DEFAULT_TENANT_ID, form).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.json()
+}
+
+/// The header (0) or payload (1) of a JWT, unverified.
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    let part = token.split('.').nth(index).expect("JWT part");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("JSON")
+}
+
+pub fn claims(token: &str) -> Value {
+    jwt_part(token, 1)
+}
+
+/// Checks an Entra error: status, `error`, `error_codes`, the `AADSTS<code>: ` prefix and
+/// the Trace/Correlation/Timestamp suffix. Extra keys (`suberror`, `claims`) are allowed.
+pub fn assert_aadsts(reply: &Reply, status: StatusCode, error: &str, code: u64) -> Value {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    let body = reply.json();
+    assert_eq!(body["error"], error, "{}", reply.text);
+    assert_eq!(
+        body["error_codes"],
+        serde_json::json!([code]),
+        "{}",
+        reply.text
+    );
+    let description = body["error_description"].as_str().expect("description");
+    assert!(
+        description.starts_with(&format!("AADSTS{code}: ")),
+        "{description}"
+    );
+    let ending = format!(
+        "\r\nTrace ID: {}\r\nCorrelation ID: {}\r\nTimestamp: {}",
+        body["trace_id"].as_str().expect("trace"),
+        body["correlation_id"].as_str().expect("correlation"),
+        body["timestamp"].as_str().expect("timestamp"),
+    );
+    assert!(description.ends_with(&ending), "{description:?}");
+    body
+}
+
+/// The AADSTS message of an error body, without code and suffix.
+pub fn aadsts_message(body: &Value) -> String {
+    let d = body["error_description"].as_str().unwrap_or_default();
+    let d = d.split_once(": ").map_or(d, |(_, rest)| rest);
+    d.split("\r\nTrace ID:")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// DER of a PEM certificate.
+pub fn pem_der(pem: &str) -> Vec<u8> {
+    let b64: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .concat();
+    STANDARD.decode(b64).expect("PEM base64")
+}
+
+/// base64url SHA-1 (`x5t`) and SHA-256 (`x5t#S256`) thumbprints of a PEM certificate.
+pub fn thumbprints(pem: &str) -> (String, String) {
+    use aws_lc_rs::digest;
+    let der = pem_der(pem);
+    (
+        URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &der)),
+        URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, &der)),
+    )
+}
+
+/// Which thumbprint header an assertion carries.
+pub enum Thumb {
+    X5t(String),
+    X5tS256(String),
+}
+
+/// Signs a client assertion (or any JWT) with a PEM private key.
+pub fn sign_jwt(
+    alg: jsonwebtoken::Algorithm,
+    thumb: Thumb,
+    key_pem: &str,
+    claims: &Value,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    match thumb {
+        Thumb::X5t(t) => header.x5t = Some(t),
+        Thumb::X5tS256(t) => header.x5t_s256 = Some(t),
+    }
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.as_bytes()).expect("RSA key");
+    jsonwebtoken::encode(&header, claims, &key).expect("sign")
+}
+
+/// The claims of a client assertion for `client_id` at this emulator's token endpoint.
+pub fn assertion_claims(emu: &RunningEmulator, client_id: &str, lifetime: i64) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    serde_json::json!({
+        "aud": format!("{}/{}/oauth2/v2.0/token", emu.base_url(), graph_emulator::DEFAULT_TENANT_ID),
+        "iss": client_id,
+        "sub": client_id,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "nbf": now,
+        "iat": now,
+        "exp": now + lifetime,
+    })
+}
+
+/// An RSA-2048 private key (PKCS#8 PEM) that no certificate belongs to.
+pub fn stray_key_pem() -> String {
+    use aws_lc_rs::encoding::AsDer;
+    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("key");
+    let der = key.as_der().expect("der");
+    let b64 = STANDARD.encode(der.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(chunk).expect("ascii"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    pem
+}
+
+/// A PKCE pair: `(verifier, S256 challenge)`.
+pub fn pkce() -> (String, String) {
+    use sha2::Digest;
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// `GET /authorize` without following the redirect: `(status, Location, body)`.
+pub async fn authorize(
+    emu: &RunningEmulator,
+    params: &[(&str, &str)],
+) -> (StatusCode, Option<url::Url>, String) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut url = url::Url::parse(&format!(
+        "{}/{}/oauth2/v2.0/authorize",
+        emu.base_url(),
+        graph_emulator::DEFAULT_TENANT_ID
+    ))
+    .expect("url");
+    url.query_pairs_mut().extend_pairs(params.iter());
+    let response = client.get(url).send().await.expect("authorize");
+    let status = response.status();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| url::Url::parse(v).ok());
+    let body = response.text().await.unwrap_or_default();
+    (status, location, body)
+}
+
+/// A query parameter of a redirect.
+pub fn param(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
