@@ -3,8 +3,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use axum::Router;
 use axum::extract::State;
@@ -23,13 +26,18 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
-use crate::auth::{Authenticator, mint_dev_token};
-use crate::config::{Config, DEMO_CALLER, Secret};
+use crate::auth::{Authenticator, JwksKeys, mint_dev_token};
+use crate::config::{CallerMode, Config, ConfigError, DEMO_CALLER, Secret};
 use crate::graph::{GraphClient, GraphClientSettings};
 use crate::graphql::{self, GatewaySchema};
-use crate::identity::{AppCredentials, TokenBroker};
+use crate::identity::{AppCredentials, CertificateCredential, ClientCredential, TokenBroker};
 use crate::rest;
 use crate::service::Services;
+use crate::service::policy::PolicyResolver;
+use crate::store::Store;
+
+/// Where the embedded default keeps its files (SQLite database, development key).
+pub const DATA_DIR: &str = ".m365gw";
 
 /// Lifetime of the dev token printed at start and pre-filled in GraphiQL.
 pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -37,9 +45,35 @@ pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 /// State shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
-    pub auth: Arc<Authenticator>,
+    /// Swapped whole on a configuration reload, so a request sees one policy throughout.
+    pub auth: Arc<ArcSwap<Authenticator>>,
     pub services: Services,
     pub schema: GatewaySchema,
+}
+
+/// Applies a new configuration's issuers, callers and policies without a restart
+/// (SIGHUP). Other settings (listen address, Graph credentials, cache) need a restart.
+#[derive(Clone)]
+pub struct Reloader {
+    auth: Arc<ArcSwap<Authenticator>>,
+    policy: Arc<PolicyResolver>,
+    http: reqwest::Client,
+    version: Arc<AtomicU64>,
+}
+
+impl Reloader {
+    pub async fn reload(&self, config: Config) -> Result<(), ConfigError> {
+        let config = config.with_embedded_defaults();
+        config.validate()?;
+        let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+        let auth = Arc::new(Authenticator::new(&config, self.http.clone(), version));
+        start_jwks_refresh(&auth).await;
+        // Resolve before swapping, so the new callers never meet an unresolved policy.
+        self.policy.refresh(&auth.caller_resources()).await;
+        self.auth.store(auth);
+        tracing::info!(policy_version = version, "configuration reloaded");
+        Ok(())
+    }
 }
 
 /// A built, bound, not yet serving gateway.
@@ -52,6 +86,7 @@ pub struct App {
     /// Token for the demo caller, when running on the embedded default.
     dev_token: Option<String>,
     config: Config,
+    reloader: Reloader,
 }
 
 impl App {
@@ -78,17 +113,28 @@ impl App {
                 authority: Url::parse(&running.base_url())?,
                 tenant: running.emulator.tenant_id().to_owned(),
                 client_id: graph_emulator::DEFAULT_CLIENT_ID.to_owned(),
-                client_secret: Secret::new(graph_emulator::DEFAULT_CLIENT_SECRET),
+                credential: ClientCredential::Secret(Secret::new(
+                    graph_emulator::DEFAULT_CLIENT_SECRET,
+                )),
             },
             None => AppCredentials {
                 authority: config.graph.authority.clone(),
                 tenant: config.graph.tenant_id.clone().unwrap_or_default(),
                 client_id: config.graph.client_id.clone().unwrap_or_default(),
-                client_secret: config
-                    .graph
-                    .client_secret
-                    .clone()
-                    .unwrap_or_else(|| Secret::new("")),
+                credential: match (&config.graph.certificate, &config.graph.client_secret) {
+                    (Some(cert), _) => ClientCredential::Certificate(Arc::new(
+                        CertificateCredential::load(
+                            &cert.private_key_file,
+                            &cert.certificate_file,
+                            &cert.algorithm,
+                            &cert.thumbprint,
+                        )
+                        .map_err(|e| anyhow::anyhow!("graph.certificate: {e}"))?,
+                    )),
+                    (None, secret) => {
+                        ClientCredential::Secret(secret.clone().unwrap_or_else(|| Secret::new("")))
+                    }
+                },
             },
         };
         let graph_base = match &emulator {
@@ -105,7 +151,19 @@ impl App {
             .user_agent(concat!("m365-gateway/", env!("CARGO_PKG_VERSION")))
             .build()?;
 
-        let tokens = TokenBroker::new(http.clone(), credentials);
+        // The store holds connected users' grants; it is opened when a caller needs it.
+        let store = if config
+            .callers
+            .values()
+            .any(|c| c.mode == CallerMode::Connected)
+        {
+            let dev_key = (!config.production)
+                .then(|| std::path::Path::new(DATA_DIR).join("dev-encryption.key"));
+            Some(Store::connect(&config.store, dev_key.as_deref()).await?)
+        } else {
+            None
+        };
+        let tokens = TokenBroker::new(http.clone(), credentials, store.clone());
         let graph = GraphClient::new(
             http.clone(),
             tokens,
@@ -117,12 +175,34 @@ impl App {
                 timeout: config.graph.timeout,
             },
         );
-        let auth = Arc::new(Authenticator::new(&config, http));
+        let version = Arc::new(AtomicU64::new(1));
+        let auth = Arc::new(Authenticator::new(&config, http.clone(), 1));
         start_jwks_refresh(&auth).await;
+        let policy = Arc::new(PolicyResolver::new(graph.clone()));
+        policy.refresh(&auth.caller_resources()).await;
+        let auth = Arc::new(ArcSwap::new(auth));
+        let reloader = Reloader {
+            auth: auth.clone(),
+            policy: policy.clone(),
+            http,
+            version,
+        };
+        start_policy_refresh(&reloader, config.policy.refresh);
 
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let public_url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{local_addr}"))?,
+        };
         let state = AppState {
             auth,
-            services: Services { graph },
+            services: Services {
+                graph,
+                policy,
+                store,
+                public_url,
+            },
             schema: graphql::build_schema(),
         };
 
@@ -138,8 +218,6 @@ impl App {
         };
 
         let router = router(&config, state, dev_token.as_deref());
-        let listener = TcpListener::bind(config.listen).await?;
-        let local_addr = listener.local_addr()?;
         Ok(App {
             listener,
             router,
@@ -147,6 +225,7 @@ impl App {
             emulator,
             dev_token,
             config,
+            reloader,
         })
     }
 
@@ -164,6 +243,11 @@ impl App {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Applies new issuers, callers and policies while running (SIGHUP does this).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
@@ -192,7 +276,8 @@ fn router(config: &Config, state: AppState, dev_token: Option<&str>) -> Router {
         .route("/graphql", get(graphql::handler).post(graphql::handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(rest::router());
+        .merge(rest::router())
+        .merge(rest::connect::router());
     if config.graphiql_enabled() {
         router = router.merge(graphql::graphiql::router(
             graphql::graphiql::GraphiqlSettings {
@@ -246,19 +331,24 @@ async fn healthz() -> impl IntoResponse {
 /// Ready when a Graph token is cached or can be acquired now, and every JWKS issuer has keys.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let tokens = state.services.graph.tokens();
-    let identity = tokens.app_identity();
-    let token_ok = tokens.has_cached(&identity)
-        || tokio::time::timeout(Duration::from_secs(3), tokens.token(&identity))
+    let access = crate::identity::Access::new(tokens.app_identity(), None, 0);
+    let token_ok = tokens.has_cached(&access.identity)
+        || tokio::time::timeout(Duration::from_secs(3), tokens.token(&access))
             .await
             .is_ok_and(|r| r.is_ok());
     let jwks: Vec<_> = state
         .auth
+        .load()
         .jwks()
         .iter()
         .map(|k| (k.issuer_name().to_owned(), k.is_loaded()))
         .collect();
     let jwks_ok = jwks.iter().all(|(_, loaded)| *loaded);
-    let status = if token_ok && jwks_ok {
+    let store_ok = match &state.services.store {
+        Some(store) => store.ping().await.is_ok(),
+        None => true,
+    };
+    let status = if token_ok && jwks_ok && store_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -267,27 +357,51 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "status": if status == StatusCode::OK { "ready" } else { "not ready" },
         "checks": {
             "graph_token": token_ok,
+            "store": store_ok,
             "jwks": jwks.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         }
     });
     (status, axum::Json(body))
 }
 
-/// Loads every JWKS once (not fatal: readiness reports it) and keeps them fresh.
+/// Loads every JWKS once (not fatal: readiness reports it) and keeps them fresh for as
+/// long as their authenticator is in use (a reload retires the old one).
 async fn start_jwks_refresh(auth: &Arc<Authenticator>) {
     for keys in auth.jwks() {
         if let Err(e) = keys.refresh_now().await {
             tracing::warn!(issuer = keys.issuer_name(), error = %e, "initial JWKS fetch failed; will retry");
         }
+        let every = keys.refresh_interval();
+        let weak: Weak<JwksKeys> = Arc::downgrade(&keys);
+        drop(keys);
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(keys.refresh_interval());
+            let mut interval = tokio::time::interval(every);
             interval.tick().await;
             loop {
                 interval.tick().await;
+                let Some(keys) = weak.upgrade() else { break };
                 if let Err(e) = keys.refresh_now().await {
                     tracing::warn!(issuer = keys.issuer_name(), error = %e, "JWKS refresh failed; keeping the last good keys");
                 }
             }
         });
     }
+}
+
+/// Re-resolves callers' resource lists (group memberships change) on a timer.
+fn start_policy_refresh(reloader: &Reloader, every: Duration) {
+    let auth = Arc::downgrade(&reloader.auth);
+    let policy = Arc::downgrade(&reloader.policy);
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let (Some(auth), Some(policy)) = (auth.upgrade(), policy.upgrade()) else {
+                break;
+            };
+            let callers = auth.load().caller_resources();
+            policy.refresh(&callers).await;
+        }
+    });
 }

@@ -13,6 +13,7 @@ pub mod graphql;
 pub mod identity;
 pub mod rest;
 pub mod service;
+pub mod store;
 pub mod telemetry;
 
 pub use app::App;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::Mutex;
 use url::Url;
@@ -18,6 +18,8 @@ use super::AuthError;
 
 /// Minimum time between two fetches caused by unknown `kid`s.
 pub const UNKNOWN_KID_REFETCH: Duration = Duration::from_secs(30);
+/// Largest JWKS document read; a bigger one is refused whole.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
 pub struct JwksKeys {
     issuer_name: String,
@@ -26,7 +28,9 @@ pub struct JwksKeys {
     refresh: Duration,
     http: reqwest::Client,
     keys: RwLock<HashMap<String, (DecodingKey, Algorithm)>>,
-    /// Serialises fetches and remembers when the last one started.
+    /// Serialises fetches caused by unknown `kid`s and remembers when the last one
+    /// started. Scheduled refreshes don't count: a key rotated in right after one must
+    /// still be picked up by the first token that uses it.
     last_fetch: Mutex<Option<Instant>>,
 }
 
@@ -106,8 +110,6 @@ impl JwksKeys {
 
     /// Background refresh; failures keep the last good keys.
     pub async fn refresh_now(&self) -> Result<usize, String> {
-        let mut last = self.last_fetch.lock().await;
-        *last = Some(Instant::now());
         self.fetch().await
     }
 
@@ -122,21 +124,37 @@ impl JwksKeys {
         if !response.status().is_success() {
             return Err(format!("JWKS endpoint answered {}", response.status()));
         }
-        let set: JwkSet = response
-            .json()
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_JWKS_BYTES as u64)
+        {
+            return Err("JWKS document larger than 1 MiB".into());
+        }
+        let body = response
+            .bytes()
             .await
+            .map_err(|e| format!("JWKS body could not be read: {e}"))?;
+        if body.len() > MAX_JWKS_BYTES {
+            return Err("JWKS document larger than 1 MiB".into());
+        }
+        let set: JwkSet = serde_json::from_slice(&body)
             .map_err(|e| format!("JWKS body is not a key set: {e}"))?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             let Some(kid) = jwk.common.key_id.clone() else {
                 continue;
             };
-            let alg = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+            // Only asymmetric signing keys: a symmetric (`oct`) key would let anyone who
+            // reads the JWKS mint HS256 tokens, and `use: enc` keys are not for signatures.
+            let (alg, expected) = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => (Algorithm::RS256, KeyAlgorithm::RS256),
+                AlgorithmParameters::EllipticCurve(_) => (Algorithm::ES256, KeyAlgorithm::ES256),
                 _ => continue,
             };
-            if !self.algorithms.contains(&alg) {
+            if !self.algorithms.contains(&alg)
+                || matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption))
+                || jwk.common.key_algorithm.is_some_and(|a| a != expected)
+            {
                 continue;
             }
             if let Ok(key) = DecodingKey::from_jwk(jwk) {

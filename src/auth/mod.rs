@@ -6,6 +6,7 @@
 
 mod dev;
 mod jwks;
+pub mod policy;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,9 +17,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::config::{CallerMode, Config, IssuerKey};
+use crate::config::{CallerMode, Config, IssuerKey, Secret};
 pub use dev::mint_dev_token;
 pub use jwks::JwksKeys;
+pub use policy::Resources;
+
+/// Header a `connected` caller uses to say which connected user it acts as.
+pub const ACT_AS_HEADER: &str = "x-m365-act-as";
+/// Longest `kid` looked up; longer ones are refused before any lookup.
+const MAX_KID_LEN: usize = 256;
 
 /// Who is calling, resolved from a validated token and the configuration.
 #[derive(Clone, Debug)]
@@ -31,9 +38,20 @@ pub struct Caller {
     /// The token's `sub`.
     pub subject: String,
     pub mode: CallerMode,
-    /// The end user this caller acts for (UPN or object id), when its config names a
-    /// `user_claim` and the token carries it.
+    /// The end user this caller acts for (UPN or object id): from the configured
+    /// `user_claim` (`app`), the token's `oid` (`obo`), or the act-as header (`connected`).
     pub user: Option<String>,
+    /// The inbound user token, for `obo` callers only: it is the assertion exchanged
+    /// with Entra ID. Never forwarded to Graph.
+    pub assertion: Option<Secret>,
+    /// Entra tenant of an `obo` caller's token (`tid`).
+    pub tenant: Option<String>,
+    /// Delegated Graph scopes for `obo` / `connected` callers, sorted.
+    pub scopes: Arc<Vec<String>>,
+    pub resources: Arc<Resources>,
+    /// Changes whenever the configuration is reloaded; part of every cache key, so entries
+    /// cached under an older policy are never served.
+    pub policy_version: u64,
     operations: Arc<HashSet<String>>,
 }
 
@@ -49,6 +67,8 @@ impl Caller {
 pub enum AuthError {
     #[error("no bearer token")]
     Missing,
+    #[error("more than one Authorization header")]
+    Duplicate,
     #[error("token larger than the limit")]
     TooLarge,
     #[error("malformed token: {0}")]
@@ -63,6 +83,18 @@ pub enum AuthError {
     Invalid(#[from] jsonwebtoken::errors::Error),
     #[error("no caller configured for this client")]
     UnknownCaller,
+    #[error("token claims are unacceptable: {0}")]
+    Claims(String),
+}
+
+impl AuthError {
+    /// RFC 6750 §3: no `error` attribute when no credentials were sent at all.
+    pub fn www_authenticate(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "Bearer",
+            _ => "Bearer error=\"invalid_token\"",
+        }
+    }
 }
 
 struct Issuer {
@@ -71,6 +103,8 @@ struct Issuer {
     audiences: Vec<String>,
     client_claim: String,
     leeway: u64,
+    /// Longest accepted `exp - now`, in seconds.
+    max_lifetime: i64,
     keys: IssuerKeys,
 }
 
@@ -84,6 +118,8 @@ struct CallerEntry {
     mode: CallerMode,
     user_claim: Option<String>,
     operations: Arc<HashSet<String>>,
+    resources: Arc<Resources>,
+    scopes: Arc<Vec<String>>,
 }
 
 /// Validates bearer tokens against the configured issuers and maps them to callers.
@@ -91,12 +127,14 @@ pub struct Authenticator {
     issuers: Vec<Issuer>,
     callers: HashMap<(String, String), CallerEntry>,
     max_token_bytes: usize,
+    policy_version: u64,
 }
 
 impl Authenticator {
     /// Builds the authenticator; JWKS issuers start with no keys until
-    /// [`Authenticator::jwks`] sets are refreshed (see `app.rs`).
-    pub fn new(config: &Config, http: reqwest::Client) -> Self {
+    /// [`Authenticator::jwks`] sets are refreshed (see `app.rs`). `policy_version`
+    /// distinguishes configurations across reloads.
+    pub fn new(config: &Config, http: reqwest::Client, policy_version: u64) -> Self {
         let issuers = config
             .issuers
             .iter()
@@ -106,6 +144,7 @@ impl Authenticator {
                 audiences: c.audiences.clone(),
                 client_claim: c.client_claim.clone(),
                 leeway: c.leeway.as_secs(),
+                max_lifetime: 24 * 3600,
                 keys: match &c.key {
                     IssuerKey::Hs256 { secret } => {
                         IssuerKeys::Hs256(DecodingKey::from_secret(secret.expose().as_bytes()))
@@ -135,6 +174,13 @@ impl Authenticator {
                         mode: c.mode,
                         user_claim: c.user_claim.clone(),
                         operations: Arc::new(c.operations.iter().cloned().collect()),
+                        resources: Arc::new(Resources::parse(&c.resources)),
+                        scopes: Arc::new({
+                            let mut scopes = c.graph_scopes();
+                            scopes.sort();
+                            scopes.dedup();
+                            scopes
+                        }),
                     },
                 )
             })
@@ -143,7 +189,45 @@ impl Authenticator {
             issuers,
             callers,
             max_token_bytes: config.http.max_token_bytes,
+            policy_version,
         }
+    }
+
+    pub fn policy_version(&self) -> u64 {
+        self.policy_version
+    }
+
+    /// A configured caller by name, without any token data (the connect flow's callback,
+    /// which arrives from a browser, not from the caller).
+    pub fn configured_caller(&self, name: &str) -> Option<Caller> {
+        let entry = self.callers.values().find(|c| c.name == name)?;
+        let (issuer, client_id) = self
+            .callers
+            .iter()
+            .find(|(_, c)| c.name == name)
+            .map(|(key, _)| key.clone())?;
+        Some(Caller {
+            name: entry.name.clone(),
+            issuer,
+            client_id,
+            subject: String::new(),
+            mode: entry.mode,
+            user: None,
+            assertion: None,
+            tenant: None,
+            scopes: entry.scopes.clone(),
+            resources: entry.resources.clone(),
+            policy_version: self.policy_version,
+            operations: entry.operations.clone(),
+        })
+    }
+
+    /// Configured callers and their resource lists (for the policy resolver).
+    pub fn caller_resources(&self) -> Vec<(String, Arc<Resources>)> {
+        self.callers
+            .values()
+            .map(|c| (c.name.clone(), c.resources.clone()))
+            .collect()
     }
 
     /// The JWKS key sets, for the background refresher and readiness.
@@ -164,6 +248,13 @@ impl Authenticator {
             return Err(AuthError::TooLarge);
         }
         let (header, claims) = peek(token)?;
+        if header
+            .get("kid")
+            .and_then(Value::as_str)
+            .is_some_and(|kid| kid.len() > MAX_KID_LEN)
+        {
+            return Err(AuthError::Malformed("kid too long".into()));
+        }
         // RFC 7515 §4.1.11: a recipient must reject extensions it does not understand.
         // We understand none. `jku`/`x5u`/`x5c` are simply ignored: keys come only from
         // configuration, never from the token.
@@ -206,6 +297,25 @@ impl Authenticator {
         let data =
             jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)?;
         let claims = data.claims;
+        // jsonwebtoken checks neither `iat` nor how far away `exp` is.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if let Some(iat) = claims.get("iat") {
+            match iat.as_i64() {
+                Some(iat) if iat <= now + issuer.leeway as i64 => {}
+                _ => {
+                    return Err(AuthError::Claims(
+                        "iat in the future or not a number".into(),
+                    ));
+                }
+            }
+        }
+        if claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .is_some_and(|exp| exp - now > issuer.max_lifetime)
+        {
+            return Err(AuthError::Claims("lifetime longer than allowed".into()));
+        }
 
         let client_id = claims
             .get(&issuer.client_claim)
@@ -215,33 +325,63 @@ impl Authenticator {
             .callers
             .get(&(issuer.name.clone(), client_id.to_owned()))
             .ok_or(AuthError::UnknownCaller)?;
-        let user = entry.user_claim.as_ref().and_then(|claim| {
+        let claim = |name: &str| {
             claims
-                .get(claim)
+                .get(name)
                 .and_then(Value::as_str)
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned)
-        });
+        };
+        let (user, assertion, tenant) = match entry.mode {
+            CallerMode::App => (entry.user_claim.as_deref().and_then(claim), None, None),
+            CallerMode::Obo => {
+                // Only a user token can be exchanged on-behalf-of; an app token has no oid+scp.
+                let oid = claim("oid")
+                    .ok_or_else(|| AuthError::Claims("obo token without oid".into()))?;
+                if claim("scp").is_none() {
+                    return Err(AuthError::Claims(
+                        "obo token is not a user token (no scp)".into(),
+                    ));
+                }
+                (Some(oid), Some(Secret::new(token)), claim("tid"))
+            }
+            CallerMode::Connected => {
+                let act_as = headers
+                    .get(ACT_AS_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+                    .filter(|v| !v.is_empty());
+                (
+                    act_as.or_else(|| entry.user_claim.as_deref().and_then(claim)),
+                    None,
+                    None,
+                )
+            }
+        };
         Ok(Caller {
             name: entry.name.clone(),
             issuer: issuer.name.clone(),
             client_id: client_id.to_owned(),
-            subject: claims
-                .get("sub")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+            subject: claim("sub").unwrap_or_default(),
             mode: entry.mode,
             user,
+            assertion,
+            tenant,
+            scopes: entry.scopes.clone(),
+            resources: entry.resources.clone(),
+            policy_version: self.policy_version,
             operations: entry.operations.clone(),
         })
     }
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
-    let value = headers
-        .get(http::header::AUTHORIZATION)
-        .ok_or(AuthError::Missing)?
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let value = values.next().ok_or(AuthError::Missing)?;
+    if values.next().is_some() {
+        return Err(AuthError::Duplicate);
+    }
+    let value = value
         .to_str()
         .map_err(|_| AuthError::Malformed("authorization header is not ASCII".into()))?;
     let (scheme, token) = value.split_once(' ').ok_or_else(|| {
@@ -270,13 +410,67 @@ fn peek(token: &str) -> Result<(Value, Value), AuthError> {
         let bytes = URL_SAFE_NO_PAD
             .decode(part)
             .map_err(|_| AuthError::Malformed("bad base64url".into()))?;
-        let value: Value =
-            serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed("bad JSON".into()))?;
-        if value.is_object() {
-            Ok(value)
-        } else {
-            Err(AuthError::Malformed("not a JSON object".into()))
-        }
+        let object: UniqueKeys = serde_json::from_slice(&bytes)
+            .map_err(|e| AuthError::Malformed(format!("bad JSON object: {e}")))?;
+        Ok(Value::Object(object.0))
     };
     Ok((decode(h)?, decode(c)?))
+}
+
+/// A JSON object that refuses duplicate keys. `serde_json::Map` keeps the last of two
+/// `"sub"`s silently; RFC 8725 §2.6 asks that such a token be refused, since two parsers
+/// might disagree on which one counts.
+struct UniqueKeys(serde_json::Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut object = serde_json::Map::new();
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    if object.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!("duplicate key {key}")));
+                    }
+                    object.insert(key, value);
+                }
+                Ok(UniqueKeys(object))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_claims_are_refused() {
+        let part = URL_SAFE_NO_PAD.encode(br#"{"sub":"a","sub":"admin"}"#);
+        let token = format!("{part}.{part}.sig");
+        assert!(matches!(peek(&token), Err(AuthError::Malformed(_))));
+    }
+
+    #[test]
+    fn deeply_nested_claims_are_refused_without_a_crash() {
+        let nested = format!("{{\"a\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let part = URL_SAFE_NO_PAD.encode(nested);
+        let token = format!("{part}.{part}.sig");
+        assert!(peek(&token).is_err());
+    }
+
+    #[test]
+    fn only_three_part_tokens_are_read() {
+        for token in ["a.b", "a.b.c.d.e", ""] {
+            assert!(peek(token).is_err(), "{token}");
+        }
+    }
 }

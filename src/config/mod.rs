@@ -58,7 +58,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Production mode: refuses the dev issuer and the emulator, turns GraphiQL off.
     pub production: bool,
+    /// The gateway's address as browsers and Entra ID reach it (connect flow redirect URI).
+    /// Default: `http://{listen}`.
+    pub public_url: Option<Url>,
     pub graph: GraphConfig,
+    pub policy: PolicyConfig,
+    /// Persistent state (connected users' grants). SQLite by default, PostgreSQL when the
+    /// URL says so.
+    pub store: crate::store::StoreConfig,
     pub emulator: EmulatorConfig,
     pub cache: CacheConfig,
     pub graphiql: GraphiqlConfig,
@@ -75,7 +82,10 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid literal"),
             production: false,
+            public_url: None,
             graph: GraphConfig::default(),
+            policy: PolicyConfig::default(),
+            store: crate::store::StoreConfig::default(),
             emulator: EmulatorConfig::default(),
             cache: CacheConfig::default(),
             graphiql: GraphiqlConfig::default(),
@@ -99,8 +109,10 @@ pub struct GraphConfig {
     pub tenant_id: Option<String>,
     /// The gateway's application (client) id in Entra ID.
     pub client_id: Option<String>,
-    /// The gateway's client secret.
+    /// The gateway's client secret (or use `certificate`).
     pub client_secret: Option<Secret>,
+    /// Certificate credential: a private-key JWT assertion instead of a secret.
+    pub certificate: Option<CertificateConfig>,
     /// Timeout of one Graph HTTP attempt.
     #[serde(with = "duration")]
     pub timeout: Duration,
@@ -116,6 +128,7 @@ impl Default for GraphConfig {
             tenant_id: None,
             client_id: None,
             client_secret: None,
+            certificate: None,
             timeout: Duration::from_secs(30),
             batch_size: 20,
         }
@@ -125,7 +138,53 @@ impl Default for GraphConfig {
 impl GraphConfig {
     /// True when Microsoft credentials are configured; otherwise the embedded emulator is used.
     pub fn has_credentials(&self) -> bool {
-        self.client_id.is_some() || self.client_secret.is_some() || self.tenant_id.is_some()
+        self.client_id.is_some()
+            || self.client_secret.is_some()
+            || self.tenant_id.is_some()
+            || self.certificate.is_some()
+    }
+}
+
+/// A certificate registered on the gateway's app registration (Entra ID "Certificates &
+/// secrets"). The private key signs the client assertion; the certificate gives its thumbprint.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// PEM file with the RSA private key (PKCS#8 or PKCS#1).
+    pub private_key_file: std::path::PathBuf,
+    /// PEM file with the X.509 certificate uploaded to Entra ID.
+    pub certificate_file: std::path::PathBuf,
+    /// `PS256` (what Entra documents) or `RS256`.
+    #[serde(default = "default_assertion_algorithm")]
+    pub algorithm: String,
+    /// Thumbprint header: `sha256` (`x5t#S256`) or `sha1` (`x5t`).
+    #[serde(default = "default_thumbprint")]
+    pub thumbprint: String,
+}
+
+fn default_assertion_algorithm() -> String {
+    "PS256".to_owned()
+}
+
+fn default_thumbprint() -> String {
+    "sha256".to_owned()
+}
+
+/// Policy resolution settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// How often callers' resource lists (users, `group:` memberships) are re-resolved
+    /// through the directory.
+    #[serde(with = "duration")]
+    pub refresh: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            refresh: Duration::from_secs(300),
+        }
     }
 }
 
@@ -286,6 +345,12 @@ fn default_jwks_refresh() -> Duration {
 pub enum CallerMode {
     /// The gateway's own app-only token; the gateway's policy is the only fence.
     App,
+    /// On-behalf-of: the caller's token is an Entra ID user token for the gateway's API,
+    /// exchanged for a delegated Graph token; Graph enforces the user's own rights too.
+    Obo,
+    /// A user connected their mailbox once (authorization code + PKCE); the caller acts as
+    /// that user with delegated permissions, through the stored (encrypted) refresh token.
+    Connected,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -303,6 +368,49 @@ pub struct CallerConfig {
     /// Operations granted (see [`OPERATIONS`]); empty means nothing is allowed.
     #[serde(default)]
     pub operations: Vec<String>,
+    /// Users (object id, user principal name or mail address) and `group:<id>` (transitive
+    /// members) whose data the caller may address; `"*"` for everyone. Empty: nobody.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Delegated Graph scopes requested for `obo`/`connected` callers. Default: the scopes
+    /// the granted operations need (see [`delegated_scopes`]).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+}
+
+impl CallerConfig {
+    /// The delegated Graph scopes this caller's tokens are requested with.
+    pub fn graph_scopes(&self) -> Vec<String> {
+        match &self.scopes {
+            Some(scopes) => scopes.clone(),
+            None => delegated_scopes(&self.operations),
+        }
+    }
+}
+
+/// Least delegated Graph permissions that cover the operations.
+pub fn delegated_scopes(operations: &[String]) -> Vec<String> {
+    let all = operations.iter().any(|o| o == "*");
+    let has = |op: &str| all || operations.iter().any(|o| o == op);
+    let mut scopes = vec!["User.Read".to_owned()];
+    for (op, scope) in [
+        ("users.read", "User.Read.All"),
+        ("groups.read", "GroupMember.Read.All"),
+        ("mail.read", "Mail.Read"),
+        ("mail.write", "Mail.ReadWrite"),
+        ("mail.send", "Mail.Send"),
+        ("calendar.read", "Calendars.Read"),
+        ("calendar.write", "Calendars.ReadWrite"),
+        ("contacts.read", "Contacts.Read"),
+        ("contacts.write", "Contacts.ReadWrite"),
+        ("files.read", "Files.Read.All"),
+        ("files.write", "Files.ReadWrite.All"),
+    ] {
+        if has(op) && !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
+    scopes
 }
 
 /// A problem found while loading or validating the configuration.
@@ -376,6 +484,8 @@ impl Config {
                     mode: CallerMode::App,
                     user_claim: Some("upn".to_owned()),
                     operations: vec!["*".to_owned()],
+                    resources: vec!["*".to_owned()],
+                    scopes: None,
                 });
         }
         self
@@ -397,11 +507,40 @@ impl Config {
                         .to_owned(),
                 );
             }
-            if g.client_secret.is_none() {
-                problems.push(
-                    "graph.client_secret: required when Microsoft credentials are configured"
+            match (&g.client_secret, &g.certificate) {
+                (None, None) => problems.push(
+                    "graph.client_secret: give a client secret or a graph.certificate when Microsoft credentials are configured"
                         .to_owned(),
-                );
+                ),
+                (Some(_), Some(_)) => problems.push(
+                    "graph.certificate: give either graph.client_secret or graph.certificate, not both".to_owned(),
+                ),
+                _ => {}
+            }
+            if let Some(cert) = &g.certificate {
+                if !matches!(cert.algorithm.as_str(), "PS256" | "RS256") {
+                    problems.push(format!(
+                        "graph.certificate.algorithm: '{}' is not supported; use PS256 or RS256",
+                        cert.algorithm
+                    ));
+                }
+                if !matches!(cert.thumbprint.as_str(), "sha256" | "sha1") {
+                    problems.push(format!(
+                        "graph.certificate.thumbprint: '{}' is not supported; use sha256 or sha1",
+                        cert.thumbprint
+                    ));
+                }
+                for (key, path) in [
+                    ("private_key_file", &cert.private_key_file),
+                    ("certificate_file", &cert.certificate_file),
+                ] {
+                    if !path.is_file() {
+                        problems.push(format!(
+                            "graph.certificate.{key}: {} is not a readable file",
+                            path.display()
+                        ));
+                    }
+                }
             }
             if let Some(t) = &g.tenant_id
                 && matches!(t.as_str(), "common" | "consumers" | "organizations")
@@ -428,6 +567,7 @@ impl Config {
                 self.emulator.users
             ));
         }
+        self.store.validate(self.production, &mut problems);
         if self.cache.max_bytes < 1024 * 1024 {
             problems.push("cache.max_bytes: must be at least 1048576 (1 MiB)".to_owned());
         }
@@ -497,6 +637,22 @@ impl Config {
             if caller.client_id.trim().is_empty() {
                 problems.push(format!("{key}.client_id: must not be empty"));
             }
+            if caller.mode != CallerMode::App && self.uses_emulator() && self.production {
+                problems.push(format!(
+                    "{key}.mode: delegated modes need Microsoft credentials"
+                ));
+            }
+            if caller.mode == CallerMode::Obo
+                && let Some(issuer) = self.issuers.get(&caller.issuer)
+                && !matches!(issuer.key, IssuerKey::Jwks { .. })
+            {
+                problems.push(format!("{key}.mode: 'obo' needs an Entra ID issuer verified by JWKS (the caller's token is exchanged with Entra ID)"));
+            }
+            for resource in &caller.resources {
+                if let Err(reason) = check_resource(resource) {
+                    problems.push(format!("{key}.resources: '{resource}' {reason}"));
+                }
+            }
             for op in &caller.operations {
                 if op != "*" && !OPERATIONS.contains(&op.as_str()) {
                     problems.push(format!(
@@ -519,6 +675,41 @@ impl Config {
             Err(ConfigError::Invalid(problems))
         }
     }
+}
+
+/// A resource entry: `*`, an object id, a UPN / mail address, or `group:<object id>`.
+fn check_resource(resource: &str) -> Result<(), &'static str> {
+    if resource == "*" {
+        return Ok(());
+    }
+    let value = resource.strip_prefix("group:").unwrap_or(resource);
+    if value.is_empty()
+        || !value.is_ascii()
+        || value
+            .chars()
+            .any(|c| c.is_ascii_whitespace() || c.is_control())
+    {
+        return Err(
+            "must be \"*\", an object id, a user principal name or mail address, or group:<object id>",
+        );
+    }
+    if resource.starts_with("group:") && !is_guid(value) {
+        return Err("names a group by something other than its object id");
+    }
+    if !is_guid(value) && !value.contains('@') {
+        return Err("is neither an object id nor a user principal name");
+    }
+    Ok(())
+}
+
+/// `8-4-4-4-12` hexadecimal, the shape of every Entra object id.
+pub fn is_guid(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {

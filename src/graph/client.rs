@@ -13,7 +13,7 @@ use url::Url;
 
 use super::error::{GraphError, parse_retry_after};
 use super::models::BatchResponse;
-use crate::identity::{GraphIdentity, TokenBroker};
+use crate::identity::{Access, TokenBroker};
 
 /// A GET against Graph: a relative URL built by [`super::GraphUrl`] (or a checked
 /// `@odata.nextLink`) plus whether it is an advanced directory query.
@@ -91,14 +91,10 @@ impl GraphClient {
 
     /// One GET: served from the cache, else fetched once however many callers ask at the
     /// same time (moka's `try_get_with` is single-flight). Errors are never cached.
-    pub async fn get(
-        &self,
-        identity: &GraphIdentity,
-        request: &GraphGet,
-    ) -> Result<Bytes, GraphError> {
+    pub async fn get(&self, access: &Access, request: &GraphGet) -> Result<Bytes, GraphError> {
         self.inner
             .cache
-            .try_get_with(cache_key(identity, request), self.fetch(identity, request))
+            .try_get_with(cache_key(access, request), self.fetch(access, request))
             .await
             .map_err(|e| (*e).clone())
     }
@@ -107,14 +103,14 @@ impl GraphClient {
     /// of at most `batch_size`, sent concurrently. Results come back in request order.
     pub async fn get_many(
         &self,
-        identity: &GraphIdentity,
+        access: &Access,
         requests: &[GraphGet],
     ) -> Vec<Result<Bytes, GraphError>> {
         let mut results: Vec<Option<Result<Bytes, GraphError>>> =
             Vec::with_capacity(requests.len());
         let mut misses = Vec::new();
         for (i, request) in requests.iter().enumerate() {
-            match self.inner.cache.get(&cache_key(identity, request)).await {
+            match self.inner.cache.get(&cache_key(access, request)).await {
                 Some(body) => results.push(Some(Ok(body))),
                 None => {
                     results.push(None);
@@ -127,10 +123,10 @@ impl GraphClient {
             .map(|chunk| async move {
                 if let [single] = chunk {
                     // A batch of one costs the same single request and loses coalescing.
-                    vec![(*single, self.get(identity, &requests[*single]).await)]
+                    vec![(*single, self.get(access, &requests[*single]).await)]
                 } else {
                     let items: Vec<&GraphGet> = chunk.iter().map(|&i| &requests[i]).collect();
-                    let answers = self.batch(identity, &items).await;
+                    let answers = self.batch(access, &items).await;
                     chunk.iter().copied().zip(answers).collect()
                 }
             });
@@ -160,14 +156,10 @@ impl GraphClient {
         Ok(rest.to_owned())
     }
 
-    async fn fetch(
-        &self,
-        identity: &GraphIdentity,
-        request: &GraphGet,
-    ) -> Result<Bytes, GraphError> {
+    async fn fetch(&self, access: &Access, request: &GraphGet) -> Result<Bytes, GraphError> {
         let url = format!("{}{}", self.inner.base, request.url);
         let response = self
-            .send_with_token(identity, |http| {
+            .send_with_token(access, |http| {
                 let mut builder = http.get(&url);
                 if request.eventual {
                     builder = builder.header("ConsistencyLevel", "eventual");
@@ -178,11 +170,7 @@ impl GraphClient {
         read_success(response).await
     }
 
-    async fn batch(
-        &self,
-        identity: &GraphIdentity,
-        items: &[&GraphGet],
-    ) -> Vec<Result<Bytes, GraphError>> {
+    async fn batch(&self, access: &Access, items: &[&GraphGet]) -> Vec<Result<Bytes, GraphError>> {
         let body = json!({
             "requests": items.iter().enumerate().map(|(i, item)| {
                 let mut request = json!({ "id": i.to_string(), "method": "GET", "url": item.url });
@@ -195,7 +183,7 @@ impl GraphClient {
         let url = format!("{}/$batch", self.inner.base);
         let envelope = async {
             let response = self
-                .send_with_token(identity, |http| http.post(&url).json(&body))
+                .send_with_token(access, |http| http.post(&url).json(&body))
                 .await?;
             let bytes = read_success(response).await?;
             serde_json::from_slice::<BatchResponse>(&bytes)
@@ -235,7 +223,7 @@ impl GraphClient {
                 let body = Bytes::from(body);
                 self.inner
                     .cache
-                    .insert(cache_key(identity, request), body.clone())
+                    .insert(cache_key(access, request), body.clone())
                     .await;
                 out.push(Ok(body));
             } else {
@@ -254,12 +242,12 @@ impl GraphClient {
     /// rotated): drop it, acquire once, retry once; a second 401 is the answer.
     async fn send_with_token(
         &self,
-        identity: &GraphIdentity,
+        access: &Access,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, GraphError> {
         let mut retried = false;
         loop {
-            let token = self.inner.tokens.token(identity).await?;
+            let token = self.inner.tokens.token(access).await?;
             let client_request_id = uuid::Uuid::new_v4().to_string();
             let response = build(&self.inner.http)
                 .bearer_auth(&token.secret)
@@ -286,7 +274,7 @@ impl GraphClient {
             );
             if response.status() == StatusCode::UNAUTHORIZED && !retried {
                 retried = true;
-                self.inner.tokens.invalidate(identity).await;
+                self.inner.tokens.invalidate(&access.identity).await;
                 continue;
             }
             return Ok(response);
@@ -324,12 +312,13 @@ async fn read_success(response: reqwest::Response) -> Result<Bytes, GraphError> 
     }
 }
 
-/// The Graph identity is part of the key: an answer fetched as one identity is never
-/// served to another. `ConsistencyLevel` changes the answer, so it is part of it too.
-fn cache_key(identity: &GraphIdentity, request: &GraphGet) -> String {
+/// The Graph identity and policy version are part of the key: an answer fetched as one
+/// identity is never served to another, nor under a newer policy. `ConsistencyLevel`
+/// changes the answer, so it is part of it too.
+fn cache_key(access: &Access, request: &GraphGet) -> String {
     format!(
         "{}\n{}\n{}",
-        identity.cache_key(),
+        access.cache_namespace,
         if request.eventual { "eventual" } else { "" },
         request.url
     )

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::auth::AuthError;
 use crate::service::{ServiceError, Session};
 pub use types::Query;
 
@@ -40,14 +41,33 @@ pub async fn handler(
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
-    let caller = match state.auth.authenticate(&headers).await {
+    let auth = state.auth.load_full();
+    let caller = match auth.authenticate(&headers).await {
         Ok(caller) => caller,
+        Err(AuthError::Duplicate) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                ServiceError::BadInput("send exactly one Authorization header".into()),
+            );
+        }
         Err(reason) => {
             tracing::debug!(%reason, "GraphQL request refused");
-            return unauthenticated();
+            return unauthenticated(&reason);
         }
     };
-    let session = Session::new(&state.services, caller);
+    let session = match Session::open(&state.services, caller).await {
+        Ok(session) => session,
+        Err(e) => {
+            let status = match e {
+                ServiceError::Forbidden(_) | ServiceError::ReconnectRequired { .. } => {
+                    StatusCode::FORBIDDEN
+                }
+                ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return request_error(status, e);
+        }
+    };
     let response: GraphQLResponse = state
         .schema
         .execute(request.into_inner().data(session))
@@ -56,18 +76,20 @@ pub async fn handler(
     response.into_response()
 }
 
-fn unauthenticated() -> Response {
-    let body = json!({
-        "errors": [{
-            "message": ServiceError::Unauthenticated.to_string(),
-            "extensions": { "code": ServiceError::Unauthenticated.code() }
-        }]
-    });
-    let mut response = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+fn unauthenticated(reason: &AuthError) -> Response {
+    let mut response = request_error(StatusCode::UNAUTHORIZED, ServiceError::Unauthenticated);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(reason.www_authenticate()),
+    );
     response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
+}
+
+/// A request-level error: no `data` key, one error with its code and extensions.
+fn request_error(status: StatusCode, error: ServiceError) -> Response {
+    let error = error.extend();
+    let body = json!({ "errors": [{ "message": error.message, "extensions": error.extensions }] });
+    (status, Json(body)).into_response()
 }
 
 /// The one place a service error becomes a GraphQL error.
@@ -75,11 +97,24 @@ impl ErrorExtensions for ServiceError {
     fn extend(&self) -> async_graphql::Error {
         async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
             ext.set("code", self.code());
-            if let ServiceError::UpstreamThrottled {
-                retry_after: Some(after),
-            } = self
-            {
-                ext.set("retryAfter", after.as_secs_f64().ceil() as u64);
+            match self {
+                ServiceError::UpstreamThrottled {
+                    retry_after: Some(after),
+                } => ext.set("retryAfter", after.as_secs_f64().ceil() as u64),
+                ServiceError::ClaimsChallenge {
+                    claims,
+                    authorization_uri,
+                } => {
+                    ext.set("claims", claims.as_str());
+                    ext.set("authorizationUri", authorization_uri.as_str());
+                }
+                ServiceError::ConsentRequired { consent_url } => {
+                    ext.set("consentUrl", consent_url.as_str())
+                }
+                ServiceError::ReconnectRequired { connect_url } => {
+                    ext.set("connectUrl", connect_url.as_str())
+                }
+                _ => {}
             }
         })
     }

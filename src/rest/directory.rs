@@ -146,9 +146,9 @@ pub async fn get_manager(
 ) -> Result<Json<User>, ApiError> {
     match session.manager(&id, &UserSelect::all()).await? {
         Some(manager) => Ok(Json(manager)),
-        None => Err(ApiError(crate::service::ServiceError::NotFound(format!(
-            "user '{id}' has no manager"
-        )))),
+        None => Err(
+            crate::service::ServiceError::NotFound(format!("user '{id}' has no manager")).into(),
+        ),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The REST transport under `/api/v1`, its OpenAPI document, and the one mapping of
 //! service errors to HTTP statuses.
 
+pub mod connect;
 mod directory;
 
 use axum::extract::{FromRequestParts, Request};
@@ -14,6 +15,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::app::AppState;
+use crate::auth::AuthError;
 use crate::service::{ServiceError, Session};
 
 pub fn router() -> Router<AppState> {
@@ -21,7 +23,10 @@ pub fn router() -> Router<AppState> {
         .nest(
             "/api/v1",
             directory::router()
-                .fallback(|| async { ApiError(ServiceError::NotFound("no such route".into())) }),
+                .merge(connect::api_router())
+                .fallback(|| async {
+                    ApiError::from(ServiceError::NotFound("no such route".into()))
+                }),
         )
         .layer(axum::middleware::from_fn(render_errors))
 }
@@ -49,6 +54,9 @@ pub fn openapi_yaml() -> String {
         directory::list_member_of,
         directory::get_group,
         directory::list_group_members,
+        connect::list_connections,
+        connect::create_connect_link,
+        connect::revoke_connection,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),
@@ -79,55 +87,85 @@ pub struct ErrorBody {
     error: ErrorDetail,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, Default)]
 pub struct ErrorDetail {
-    /// Stable code: UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, BAD_USER_INPUT,
-    /// UPSTREAM_THROTTLED, UPSTREAM_ERROR, INTERNAL, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, TIMEOUT.
+    /// Stable code: UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, BAD_USER_INPUT, CLAIMS_CHALLENGE,
+    /// CONSENT_REQUIRED, RECONNECT_REQUIRED, UPSTREAM_THROTTLED, UPSTREAM_ERROR, UNAVAILABLE,
+    /// INTERNAL, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, TIMEOUT.
     code: String,
     message: String,
     /// The `x-request-id` of the request, for support.
     request_id: String,
+    /// CLAIMS_CHALLENGE: base64 claims request to pass to Entra ID's authorize endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claims: Option<String>,
+    /// CONSENT_REQUIRED: where an administrator grants the gateway's permissions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consent_url: Option<String>,
+    /// RECONNECT_REQUIRED: the browser link that connects the user again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_url: Option<String>,
 }
 
 /// A service error on its way out of a handler; [`render_errors`] turns it into the body.
-pub struct ApiError(pub ServiceError);
+pub struct ApiError {
+    error: ServiceError,
+    /// `WWW-Authenticate` for a 401 (RFC 6750 distinguishes "no token" from "bad token").
+    challenge: Option<&'static str>,
+}
 
 impl From<ServiceError> for ApiError {
-    fn from(e: ServiceError) -> Self {
-        ApiError(e)
+    fn from(error: ServiceError) -> Self {
+        ApiError {
+            error,
+            challenge: None,
+        }
+    }
+}
+
+impl ApiError {
+    /// 401 with the RFC 6750 header that fits the failure.
+    fn unauthenticated(reason: &AuthError) -> Self {
+        ApiError {
+            error: ServiceError::Unauthenticated,
+            challenge: Some(reason.www_authenticate()),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        response.extensions_mut().insert(self.0);
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response.extensions_mut().insert(self.error);
         response
     }
 }
 
 /// The one place a service error becomes an HTTP status.
-fn status_of(error: &ServiceError) -> StatusCode {
+pub(crate) fn status_of(error: &ServiceError) -> StatusCode {
     match error {
         ServiceError::Unauthenticated => StatusCode::UNAUTHORIZED,
         ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
         ServiceError::BadInput(_) => StatusCode::BAD_REQUEST,
+        ServiceError::ClaimsChallenge { .. } => StatusCode::UNAUTHORIZED,
+        ServiceError::ConsentRequired { .. } => StatusCode::FORBIDDEN,
+        ServiceError::ReconnectRequired { .. } => StatusCode::FORBIDDEN,
         ServiceError::UpstreamThrottled { .. } => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Upstream => StatusCode::BAD_GATEWAY,
+        ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-fn error_response(status: StatusCode, code: &str, message: String, request_id: String) -> Response {
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: code.to_owned(),
-            message,
-            request_id,
-        },
-    };
-    (status, Json(body)).into_response()
+fn error_response(status: StatusCode, detail: ErrorDetail) -> Response {
+    (status, Json(ErrorBody { error: detail })).into_response()
 }
 
 /// Renders every error of the REST routes in the one body shape, with the request id:
@@ -142,17 +180,44 @@ async fn render_errors(request: Request, next: Next) -> Response {
         .to_owned();
     let response = next.run(request).await;
     if let Some(error) = response.extensions().get::<ServiceError>().cloned() {
-        let mut rendered = error_response(
-            status_of(&error),
-            error.code(),
-            error.to_string(),
+        let www_authenticate = response.headers().get(header::WWW_AUTHENTICATE).cloned();
+        let mut detail = ErrorDetail {
+            code: error.code().to_owned(),
+            message: error.to_string(),
             request_id,
-        );
+            ..Default::default()
+        };
+        match &error {
+            ServiceError::ClaimsChallenge { claims, .. } => detail.claims = Some(claims.clone()),
+            ServiceError::ConsentRequired { consent_url } => {
+                detail.consent_url = Some(consent_url.clone())
+            }
+            ServiceError::ReconnectRequired { connect_url } => {
+                detail.connect_url = Some(connect_url.clone())
+            }
+            _ => {}
+        }
+        let mut rendered = error_response(status_of(&error), detail);
         match &error {
             ServiceError::Unauthenticated => {
-                rendered
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                rendered.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    www_authenticate.unwrap_or(HeaderValue::from_static("Bearer")),
+                );
+            }
+            ServiceError::ClaimsChallenge {
+                claims,
+                authorization_uri,
+            } => {
+                // One header with every parameter, as the claims-challenge protocol requires.
+                let value = format!(
+                    "Bearer realm=\"\", authorization_uri=\"{authorization_uri}\", error=\"insufficient_claims\", claims=\"{claims}\""
+                );
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    rendered
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, value);
+                }
             }
             ServiceError::UpstreamThrottled {
                 retry_after: Some(after),
@@ -199,7 +264,15 @@ async fn render_errors(request: Request, next: Next) -> Response {
     } else {
         fallback.to_owned()
     };
-    error_response(status, code, message, request_id)
+    error_response(
+        status,
+        ErrorDetail {
+            code: code.to_owned(),
+            message,
+            request_id,
+            ..Default::default()
+        },
+    )
 }
 
 /// A request from an authenticated caller, as a service session.
@@ -212,11 +285,15 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        match state.auth.authenticate(&parts.headers).await {
-            Ok(caller) => Ok(Authenticated(Session::new(&state.services, caller))),
+        let auth = state.auth.load_full();
+        match auth.authenticate(&parts.headers).await {
+            Ok(caller) => Ok(Authenticated(Session::open(&state.services, caller).await?)),
+            Err(AuthError::Duplicate) => {
+                Err(ServiceError::BadInput("send exactly one Authorization header".into()).into())
+            }
             Err(reason) => {
                 tracing::debug!(%reason, "REST request refused");
-                Err(ApiError(ServiceError::Unauthenticated))
+                Err(ApiError::unauthenticated(&reason))
             }
         }
     }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::graph::{GraphClient, GraphError, GraphGet};
-use crate::identity::GraphIdentity;
+use crate::identity::Access;
 
 /// Executor passes the leader waits; two leave room for a resolver that needs one extra
 /// ready `.await` before it asks for its key.
@@ -33,15 +33,15 @@ struct Round {
 
 pub struct GraphBatcher {
     graph: GraphClient,
-    identity: GraphIdentity,
+    access: Access,
     round: Mutex<Round>,
 }
 
 impl GraphBatcher {
-    pub fn new(graph: GraphClient, identity: GraphIdentity) -> Self {
+    pub fn new(graph: GraphClient, access: Access) -> Self {
         Self {
             graph,
-            identity,
+            access,
             round: Mutex::new(Round::default()),
         }
     }
@@ -82,7 +82,7 @@ impl GraphBatcher {
             return;
         }
         let graph = self.graph.clone();
-        let identity = self.identity.clone();
+        let access = self.access.clone();
         tokio::spawn(async move {
             let mut unique: Vec<GraphGet> = Vec::new();
             let mut index: HashMap<GraphGet, usize> = HashMap::new();
@@ -92,7 +92,7 @@ impl GraphBatcher {
                     unique.len() - 1
                 });
             }
-            let results = graph.get_many(&identity, &unique).await;
+            let results = graph.get_many(&access, &unique).await;
             for (key, reply) in waiters {
                 let _ = reply.send(results[index[&key]].clone());
             }

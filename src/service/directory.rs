@@ -245,16 +245,27 @@ impl Session {
     pub async fn user(&self, id: &str, select: &UserSelect) -> Result<User, ServiceError> {
         self.require("users.read")?;
         let what = format!("user '{id}'");
-        let url = select.apply(GraphUrl::root("users").id(id)?);
+        let target = self.resolve_user(id)?;
+        let url = select.apply(GraphUrl::root("users").id(&target)?);
         let user: models::User = self
             .get_json(GraphGet::new(url))
             .await
-            .map_err(|e| ServiceError::from_graph(e, &what))?;
+            .map_err(|e| self.upstream(e, &what))?;
         User::from_graph(user, select.manager.is_some())
     }
 
     /// The user the caller acts for.
     pub async fn me(&self, select: &UserSelect) -> Result<User, ServiceError> {
+        if self.is_delegated() {
+            // Graph's own `/me`: the user whose delegated token this is.
+            self.require("users.read")?;
+            let url = select.apply(GraphUrl::root("me"));
+            let user: models::User = self
+                .get_json(GraphGet::new(url))
+                .await
+                .map_err(|e| self.upstream(e, "the signed-in user"))?;
+            return User::from_graph(user, select.manager.is_some());
+        }
         let user = self.caller.user.clone().ok_or_else(|| {
             ServiceError::Forbidden(format!(
                 "caller '{}' acts as an application, not for a user, so it has no 'me'",
@@ -286,6 +297,7 @@ impl Session {
         select: &UserSelect,
     ) -> Result<Page<User>, ServiceError> {
         self.require("users.read")?;
+        self.require_all_users()?;
         let top = check_first(query.first)?;
         let mut url = select.apply(GraphUrl::root("users")).top(top);
         // Advanced queries ($search, $count) need `ConsistencyLevel: eventual`.
@@ -339,8 +351,9 @@ impl Session {
     ) -> Result<Page<User>, ServiceError> {
         self.require("users.read")?;
         let top = check_first(first)?;
+        let target = self.resolve_user(user_id)?;
         let base = GraphUrl::root("users")
-            .id(user_id)?
+            .id(&target)?
             .then("directReports")
             .then("microsoft.graph.user");
         let path = base.path().to_owned();
@@ -361,8 +374,9 @@ impl Session {
         self.require("users.read")?;
         self.require("groups.read")?;
         let top = check_first(first)?;
+        let target = self.resolve_user(user_id)?;
         let base = GraphUrl::root("users")
-            .id(user_id)?
+            .id(&target)?
             .then("memberOf")
             .then("microsoft.graph.group");
         let path = base.path().to_owned();
@@ -380,7 +394,7 @@ impl Session {
         let group: models::Group = self
             .get_json(GraphGet::new(url))
             .await
-            .map_err(|e| ServiceError::from_graph(e, &format!("group '{id}'")))?;
+            .map_err(|e| self.upstream(e, &format!("group '{id}'")))?;
         Group::from_graph(group)
     }
 

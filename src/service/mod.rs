@@ -2,18 +2,25 @@
 //! Graph identity does it; transports call in here and map [`ServiceError`] once each.
 
 mod batcher;
+pub mod connect;
 pub mod directory;
 mod paging;
+pub mod policy;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use url::Url;
 
 use crate::auth::Caller;
+use crate::config::CallerMode;
 use crate::graph::{GraphClient, GraphError, GraphGet, UrlError};
-use crate::identity::{GraphIdentity, IdentityError};
+use crate::identity::{Access, GraphIdentity, IdentityError, assertion_hash, graph_scope_string};
+use crate::store::Store;
 use batcher::GraphBatcher;
 pub use paging::{Cursor, Page};
+use policy::{Decision, PolicyResolver};
 
 /// The one error of the service layer; REST maps it to a status, GraphQL to
 /// `extensions.code`, each in one place.
@@ -27,10 +34,25 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     BadInput(String),
+    /// Entra ID wants more from the user (MFA, Conditional Access): the caller must get a
+    /// new token that satisfies `claims` (base64) at `authorization_uri`.
+    #[error("Microsoft Entra ID requires the user to satisfy additional claims (for example MFA)")]
+    ClaimsChallenge {
+        claims: String,
+        authorization_uri: String,
+    },
+    #[error(
+        "the gateway's permissions have not been consented to; an administrator must grant them"
+    )]
+    ConsentRequired { consent_url: String },
+    #[error("the user must connect their account again")]
+    ReconnectRequired { connect_url: String },
     #[error("Microsoft Graph is throttling requests; retry later")]
     UpstreamThrottled { retry_after: Option<Duration> },
     #[error("Microsoft Graph could not complete the request")]
     Upstream,
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal,
 }
@@ -43,14 +65,19 @@ impl ServiceError {
             ServiceError::Forbidden(_) => "FORBIDDEN",
             ServiceError::NotFound(_) => "NOT_FOUND",
             ServiceError::BadInput(_) => "BAD_USER_INPUT",
+            ServiceError::ClaimsChallenge { .. } => "CLAIMS_CHALLENGE",
+            ServiceError::ConsentRequired { .. } => "CONSENT_REQUIRED",
+            ServiceError::ReconnectRequired { .. } => "RECONNECT_REQUIRED",
             ServiceError::UpstreamThrottled { .. } => "UPSTREAM_THROTTLED",
             ServiceError::Upstream => "UPSTREAM_ERROR",
+            ServiceError::Unavailable(_) => "UNAVAILABLE",
             ServiceError::Internal => "INTERNAL",
         }
     }
 
     /// Maps a Graph failure for a resource the caller named (`what`, e.g. "user 'x'").
-    /// Upstream detail is logged here and never returned.
+    /// Upstream detail is logged here and never returned. Identity failures that need
+    /// the session's context (consent, reconnect) are finished by [`Session::upstream`].
     pub fn from_graph(error: GraphError, what: &str) -> Self {
         match &error {
             GraphError::Api { status: 404, .. } => {
@@ -90,6 +117,10 @@ impl ServiceError {
                 tracing::error!(%error, %description, "Entra ID refused the gateway's token request");
                 ServiceError::Upstream
             }
+            GraphError::Token(IdentityError::Store(reason)) => {
+                tracing::error!(%reason, "grant store unavailable");
+                ServiceError::Unavailable("the gateway's store is unavailable; retry later".into())
+            }
             other => {
                 tracing::warn!(error = %other, "Graph call failed");
                 ServiceError::Upstream
@@ -108,28 +139,69 @@ impl From<UrlError> for ServiceError {
 #[derive(Clone)]
 pub struct Services {
     pub graph: GraphClient,
+    pub policy: Arc<PolicyResolver>,
+    pub store: Option<Store>,
+    /// The gateway's public base URL (connect links).
+    pub public_url: Url,
 }
 
 /// One inbound request's view of the services: who calls, as which Graph identity, with
 /// a request-scoped batcher so concurrent resolvers share `$batch` requests.
 pub struct Session {
     pub caller: Caller,
-    identity: GraphIdentity,
-    graph: GraphClient,
+    access: Access,
+    services: Services,
     batcher: GraphBatcher,
 }
 
 impl Session {
-    pub fn new(services: &Services, caller: Caller) -> Self {
-        // Only `app` mode exists so far: every caller acts through the gateway's own
-        // app-only identity, fenced by its operation policy.
-        let identity = services.graph.tokens().app_identity();
-        Self {
+    /// Decides which Graph identity serves this caller. For `connected` callers this
+    /// finds the connected user named by the act-as header.
+    pub async fn open(services: &Services, caller: Caller) -> Result<Self, ServiceError> {
+        let tokens = services.graph.tokens();
+        let scopes = graph_scope_string(&caller.scopes);
+        let (identity, assertion) = match caller.mode {
+            CallerMode::App => (tokens.app_identity(), None),
+            CallerMode::Obo => {
+                let (Some(assertion), Some(user)) = (caller.assertion.clone(), caller.user.clone())
+                else {
+                    return Err(ServiceError::Unauthenticated);
+                };
+                let identity = GraphIdentity::Obo {
+                    tenant: caller
+                        .tenant
+                        .clone()
+                        .unwrap_or_else(|| tokens.tenant().to_owned()),
+                    user,
+                    assertion_hash: assertion_hash(assertion.expose()),
+                    scopes,
+                };
+                (identity, Some(assertion))
+            }
+            CallerMode::Connected => {
+                let named = caller.user.clone().ok_or_else(|| {
+                    ServiceError::BadInput(format!(
+                        "a connected caller names the user it acts as in the {} header",
+                        crate::auth::ACT_AS_HEADER
+                    ))
+                })?;
+                let user = connect::connected_user_id(services, &caller, &named).await?;
+                let identity = GraphIdentity::Connected {
+                    tenant: tokens.tenant().to_owned(),
+                    caller: caller.name.clone(),
+                    user,
+                    scopes,
+                };
+                (identity, None)
+            }
+        };
+        let access = Access::new(identity, assertion, caller.policy_version);
+        Ok(Self {
+            batcher: GraphBatcher::new(services.graph.clone(), access.clone()),
             caller,
-            batcher: GraphBatcher::new(services.graph.clone(), identity.clone()),
-            identity,
-            graph: services.graph.clone(),
-        }
+            access,
+            services: services.clone(),
+        })
     }
 
     /// Deny by default: fails unless the caller's policy names `operation`.
@@ -145,6 +217,70 @@ impl Session {
         }
     }
 
+    /// Checks that the caller may address user `id` and returns the identifier to use
+    /// upstream (the canonical object id when the caller's resources are limited). Runs
+    /// before any cache lookup or Graph call.
+    pub fn resolve_user(&self, id: &str) -> Result<String, ServiceError> {
+        match self
+            .services
+            .policy
+            .check(&self.caller.name, &self.caller.resources, id)
+        {
+            Decision::Allowed(id) => Ok(id),
+            Decision::Denied => {
+                tracing::info!(caller = %self.caller.name, "user outside the caller's resources");
+                Err(ServiceError::Forbidden(format!(
+                    "caller '{}' may not access user '{id}'",
+                    self.caller.name
+                )))
+            }
+            Decision::NotReady => Err(ServiceError::Unavailable(
+                "the caller's policy is not resolved yet; retry shortly".into(),
+            )),
+        }
+    }
+
+    /// Fails unless the caller may address every user (listing and searching the directory).
+    pub fn require_all_users(&self) -> Result<(), ServiceError> {
+        if self.caller.resources.is_all() {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden(format!(
+                "caller '{}' is limited to specific users and cannot list the directory",
+                self.caller.name
+            )))
+        }
+    }
+
+    /// Maps a Graph failure, finishing identity errors with this session's context.
+    pub fn upstream(&self, error: GraphError, what: &str) -> ServiceError {
+        let app = self.services.graph.tokens().app();
+        match error {
+            GraphError::Token(IdentityError::ClaimsChallenge { claims }) => {
+                ServiceError::ClaimsChallenge {
+                    claims,
+                    authorization_uri: app
+                        .authorize_endpoint()
+                        .map(|u| u.to_string())
+                        .unwrap_or_default(),
+                }
+            }
+            GraphError::Token(IdentityError::ConsentRequired) => ServiceError::ConsentRequired {
+                consent_url: app.admin_consent_url(),
+            },
+            GraphError::Token(IdentityError::ReconnectRequired) => {
+                ServiceError::ReconnectRequired {
+                    connect_url: connect::connect_url(
+                        &self.services.public_url,
+                        &self.caller.name,
+                        self.caller.user.as_deref(),
+                    ),
+                }
+            }
+            other => ServiceError::from_graph(other, what),
+        }
+    }
+
     /// A GET through the request's batcher (batched with its neighbours, cached).
     async fn get_json<T: DeserializeOwned>(&self, request: GraphGet) -> Result<T, GraphError> {
         let body = self.batcher.load(request).await?;
@@ -152,10 +288,15 @@ impl Session {
     }
 
     fn graph(&self) -> &GraphClient {
-        &self.graph
+        &self.services.graph
     }
 
-    pub fn identity(&self) -> &GraphIdentity {
-        &self.identity
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// True when Graph calls run as the user (`obo`, `connected`), so `/me` is that user.
+    pub fn is_delegated(&self) -> bool {
+        self.access.identity.is_delegated()
     }
 }

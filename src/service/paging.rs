@@ -116,7 +116,7 @@ impl Session {
             let page: Collection<T> = self
                 .get_json(request)
                 .await
-                .map_err(|e| ServiceError::from_graph(e, what))?;
+                .map_err(|e| self.upstream(e, what))?;
             cursor.count = cursor.count.or(page.count);
             for (i, item) in page.value.into_iter().enumerate().skip(cursor.offset) {
                 if items.len() == first {
@@ -135,9 +135,9 @@ impl Session {
                     let url = self
                         .graph()
                         .relative_link(&link)
-                        .map_err(|e| ServiceError::from_graph(e, what))?;
+                        .map_err(|e| self.upstream(e, what))?;
                     if !same_path(url.split('?').next().unwrap_or_default(), expected_path) {
-                        return Err(ServiceError::from_graph(
+                        return Err(self.upstream(
                             GraphError::Refused("a nextLink for another collection".into()),
                             what,
                         ));

@@ -68,9 +68,15 @@ async fn assert_refused(app: &TestApp, token: Option<&str>) {
     }
     let response = request.send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // RFC 6750 §3: `error="invalid_token"` only when a token was sent.
+    let expected = if token.is_some() {
+        "Bearer error=\"invalid_token\""
+    } else {
+        "Bearer"
+    };
     assert_eq!(
         response.headers().get("www-authenticate").unwrap(),
-        "Bearer"
+        expected
     );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "UNAUTHENTICATED");
@@ -182,6 +188,8 @@ fn restricted_config(operations: &[&str], user_claim: Option<&str>) -> m365_gate
             mode: CallerMode::App,
             user_claim: user_claim.map(str::to_owned),
             operations: operations.iter().map(|s| s.to_string()).collect(),
+            resources: vec!["*".into()],
+            scopes: None,
         },
     );
     config
@@ -304,6 +312,8 @@ async fn rs256_tokens_are_verified_against_the_issuers_jwks() {
             mode: CallerMode::App,
             user_claim: None,
             operations: vec!["users.read".into()],
+            resources: vec!["*".into()],
+            scopes: None,
         },
     );
     let app = spawn_app_with(config).await;

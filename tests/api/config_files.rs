@@ -8,5 +8,5 @@ fn the_example_config_in_docs_is_valid() {
     config.validate().expect("validates");
     assert!(!config.uses_emulator());
     assert!(config.production);
-    assert_eq!(config.callers.len(), 2);
+    assert_eq!(config.callers.len(), 3);
 }

@@ -2,6 +2,10 @@
 
 use std::net::SocketAddr;
 
+use graph_emulator::{
+    AppRegistration, DEFAULT_API_URI, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RunningEmulator,
+};
+use m365_gateway::config::{CallerConfig, CallerMode, IssuerConfig, IssuerKey, Secret};
 use m365_gateway::{App, Config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -12,6 +16,8 @@ pub struct TestApp {
     /// The demo caller's dev token (acts for the emulator's demo user).
     pub token: String,
     pub http: reqwest::Client,
+    /// Applies a new configuration to the running gateway (what SIGHUP does).
+    pub reloader: m365_gateway::app::Reloader,
 }
 
 pub fn loopback() -> SocketAddr {
@@ -35,17 +41,24 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(config: Config) -> TestApp {
     let app = App::build(config).await.expect("the gateway builds");
     let base = format!("http://{}", app.local_addr());
-    let emulator = app
-        .emulator()
-        .map(|e| e.base_url())
-        .expect("tests run on the embedded emulator");
+    // The embedded emulator, or a standalone one the config points at as its authority.
+    let emulator = app.emulator().map(|e| e.base_url()).unwrap_or_else(|| {
+        app.config()
+            .graph
+            .authority
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned()
+    });
     let token = app.dev_token().unwrap_or_default().to_owned();
+    let reloader = app.reloader();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
         base,
         emulator,
         token,
         http: reqwest::Client::new(),
+        reloader,
     }
 }
 
@@ -141,4 +154,126 @@ impl TestApp {
             .map(|r| r["url"].as_str().unwrap().to_owned())
             .collect()
     }
+}
+
+/// Secret of the HS256 issuer tests configure next to real-mode Graph settings.
+pub const TEST_SECRET: &str = "integration-test-issuer-secret-0123456789";
+pub const TEST_ISSUER: &str = "https://tests.internal.example";
+
+/// Points the gateway at a standalone emulator as if it were Microsoft's cloud, with
+/// `client_id` as its app registration, and adds an HS256 issuer with one caller.
+pub fn real_mode_config(
+    emulator: &graph_emulator::RunningEmulator,
+    client_id: &str,
+    caller: (&str, m365_gateway::config::CallerMode, &[&str], &[&str]),
+) -> Config {
+    let mut config = test_config();
+    config.graph.base_url = emulator.graph_url().parse().unwrap();
+    config.graph.authority = emulator.base_url().parse().unwrap();
+    config.graph.tenant_id = Some(emulator.emulator.tenant_id().to_owned());
+    config.graph.client_id = Some(client_id.to_owned());
+    config.issuers.insert(
+        "tests".into(),
+        IssuerConfig {
+            issuer: TEST_ISSUER.into(),
+            audiences: vec!["m365-gateway".into()],
+            key: IssuerKey::Hs256 {
+                secret: Secret::new(TEST_SECRET),
+            },
+            client_claim: "azp".into(),
+            leeway: std::time::Duration::from_secs(30),
+        },
+    );
+    let (name, mode, operations, resources) = caller;
+    config.callers.insert(
+        name.into(),
+        CallerConfig {
+            issuer: "tests".into(),
+            client_id: name.into(),
+            mode,
+            user_claim: Some("upn".into()),
+            operations: operations.iter().map(|s| s.to_string()).collect(),
+            resources: resources.iter().map(|s| s.to_string()).collect(),
+            scopes: None,
+        },
+    );
+    config
+}
+
+/// A token of the test HS256 issuer for caller `client_id`, optionally acting for `upn`.
+pub fn test_token(client_id: &str, upn: Option<&str>) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut claims = json!({
+        "iss": TEST_ISSUER, "aud": "m365-gateway", "sub": client_id, "azp": client_id,
+        "iat": now, "exp": now + 600,
+    });
+    if let Some(upn) = upn {
+        claims["upn"] = json!(upn);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub const INTRANET: &str = "5d1c9a2e-7b3f-4e8a-9c6d-1f2e3a4b5c6d";
+pub const INTRANET_SECRET: &str = "intranet-app-secret-for-tests";
+
+/// The gateway's API app (the emulator's default app) plus an intranet app whose users'
+/// tokens for the gateway are exchanged on-behalf-of.
+pub async fn obo_setup(operations: &[&str]) -> (RunningEmulator, TestApp) {
+    let emu = graph_emulator::Emulator::spawn(Default::default(), loopback())
+        .await
+        .unwrap();
+    emu.emulator.register_app(AppRegistration::confidential(
+        INTRANET,
+        INTRANET_SECRET,
+        "Intranet",
+        Vec::<String>::new(),
+    ));
+    let mut config: Config = real_mode_config(
+        &emu,
+        DEFAULT_CLIENT_ID,
+        ("unused", CallerMode::App, &[], &[]),
+    );
+    config.graph.client_secret = Some(Secret::new(DEFAULT_CLIENT_SECRET));
+    let tenant = emu.emulator.tenant_id().to_owned();
+    config.issuers.insert(
+        "entra".into(),
+        IssuerConfig {
+            issuer: format!("https://login.microsoftonline.com/{tenant}/v2.0"),
+            audiences: vec![DEFAULT_CLIENT_ID.into(), DEFAULT_API_URI.into()],
+            key: IssuerKey::Jwks {
+                jwks_url: format!("{}/{tenant}/discovery/v2.0/keys", emu.base_url())
+                    .parse()
+                    .unwrap(),
+                algorithms: vec!["RS256".into()],
+                refresh: std::time::Duration::from_secs(3600),
+            },
+            client_claim: "azp".into(),
+            leeway: std::time::Duration::from_secs(30),
+        },
+    );
+    config.callers.insert(
+        "intranet".into(),
+        CallerConfig {
+            issuer: "entra".into(),
+            client_id: INTRANET.into(),
+            mode: CallerMode::Obo,
+            user_claim: None,
+            operations: operations.iter().map(|s| s.to_string()).collect(),
+            resources: vec!["*".into()],
+            scopes: None,
+        },
+    );
+    let app = spawn_app_with(config).await;
+    (emu, app)
+}
+
+pub fn user_token(emu: &RunningEmulator, upn: &str) -> String {
+    emu.emulator
+        .issue_user_token(INTRANET, upn, DEFAULT_CLIENT_ID, &["access_as_user"])
+        .expect("a user token")
 }

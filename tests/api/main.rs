@@ -3,10 +3,15 @@
 mod auth;
 mod cli;
 mod config_files;
+mod connected;
 mod contracts;
 mod efficiency;
 mod graph_examples;
 mod graphiql;
 mod graphql_directory;
 mod helpers;
+mod identity;
+mod idp;
+mod jwt_security;
+mod policy;
 mod rest_directory;
