@@ -123,17 +123,23 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a Tokio runtime")
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
-    let mut config = match load(&args.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+/// The configuration `serve` runs with: the file and environment, then the flags.
+fn serve_config(args: &ServeArgs) -> Result<Config, ExitCode> {
+    let mut config = load(&args.config)?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
     if let Some(listen) = args.emulator_listen {
         config.emulator.listen = listen;
     }
+    Ok(config)
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match serve_config(&args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     crate::telemetry::init(&config.log);
     runtime().block_on(async move {
         let app = match App::build(config).await {
@@ -144,6 +150,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         };
         print_banner(&app);
+        reload_on_sighup(app.reloader(), args);
         match app.run_until_stopped(shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -190,6 +197,34 @@ fn print_banner(app: &App) {
         );
     }
     println!();
+}
+
+/// SIGHUP re-reads the configuration and applies its issuers, callers and policies; a
+/// configuration that does not validate is refused and the running one stays.
+fn reload_on_sighup(reloader: crate::app::Reloader, args: ServeArgs) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; configuration reload is off");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let Ok(config) = serve_config(&args) else {
+                tracing::error!(
+                    "SIGHUP: the configuration cannot be read; keeping the running one"
+                );
+                continue;
+            };
+            match reloader.reload(config).await {
+                Ok(()) => tracing::info!("SIGHUP: configuration reloaded"),
+                Err(e) => tracing::error!("SIGHUP: {e}; keeping the running configuration"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (reloader, args);
 }
 
 async fn shutdown_signal() {

@@ -125,3 +125,82 @@ fn every_subcommand_has_help() {
         assert!(output.status.success(), "{sub} --help failed");
     }
 }
+
+#[test]
+fn sighup_reloads_callers_and_policies_without_a_restart() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = std::env::temp_dir().join(format!("m365gw-sighup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gateway.toml");
+    let secret = "sighup-test-issuer-secret-0123456789abcdef";
+    let config = |operations: &str| {
+        format!(
+            "[issuers.internal]\nissuer = \"https://idp.internal.example\"\naudiences = [\"gw\"]\nkind = \"hs256\"\nsecret = \"{secret}\"\n\n\
+             [callers.svc]\nissuer = \"internal\"\nclient_id = \"svc\"\nmode = \"app\"\nresources = [\"*\"]\noperations = [{operations}]\n"
+        )
+    };
+    std::fs::write(&file, config("\"users.read\"")).unwrap();
+    let mut child = gateway()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("the banner").unwrap();
+        if let Some(url) = line.trim().strip_prefix("GraphQL") {
+            break url.trim().trim_end_matches("/graphql").to_owned();
+        }
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({ "iss": "https://idp.internal.example", "aud": "gw", "azp": "svc", "exp": now + 600 }),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let groups = |base: &str| {
+        runtime.block_on(async {
+            let body: serde_json::Value = reqwest::Client::new()
+                .post(format!("{base}/graphql"))
+                .bearer_auth(&token)
+                .json(&json!({ "query": "{ users(first: 1) { nodes { memberOf(first: 1) { nodes { id } } } } }" }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body
+        })
+    };
+    let before = groups(&base);
+    assert_eq!(
+        before["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{before}"
+    );
+
+    std::fs::write(&file, config("\"users.read\", \"groups.read\"")).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut after = serde_json::Value::Null;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        after = groups(&base);
+        if after.get("errors").is_none() {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(after.get("errors").is_none(), "not reloaded: {after}");
+}

@@ -150,6 +150,20 @@ async fn a_user_connects_once_and_the_caller_then_acts_as_them() {
             .to_lowercase(),
         DEMO_USER_UPN
     );
+    // REST too: the same identity, acting as the connected user.
+    let response = s
+        .app
+        .http
+        .get(format!(
+            "{}/api/v1/users/{DEMO_USER_UPN}/manager",
+            s.app.base
+        ))
+        .bearer_auth(crm())
+        .header("X-M365-Act-As", DEMO_USER_UPN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
     assert!(
         s.app.stats().await["token_requests_by_grant"]["refresh_token"]
             .as_u64()

@@ -227,6 +227,13 @@ pub async fn obo_setup(operations: &[&str]) -> (RunningEmulator, TestApp) {
     let emu = graph_emulator::Emulator::spawn(Default::default(), loopback())
         .await
         .unwrap();
+    let config = obo_config(&emu, operations);
+    let app = spawn_app_with(config).await;
+    (emu, app)
+}
+
+/// The configuration of [`obo_setup`], for tests that add to it.
+pub fn obo_config(emu: &RunningEmulator, operations: &[&str]) -> Config {
     emu.emulator.register_app(AppRegistration::confidential(
         INTRANET,
         INTRANET_SECRET,
@@ -234,7 +241,7 @@ pub async fn obo_setup(operations: &[&str]) -> (RunningEmulator, TestApp) {
         Vec::<String>::new(),
     ));
     let mut config: Config = real_mode_config(
-        &emu,
+        emu,
         DEFAULT_CLIENT_ID,
         ("unused", CallerMode::App, &[], &[]),
     );
@@ -268,8 +275,7 @@ pub async fn obo_setup(operations: &[&str]) -> (RunningEmulator, TestApp) {
             scopes: None,
         },
     );
-    let app = spawn_app_with(config).await;
-    (emu, app)
+    config
 }
 
 pub fn user_token(emu: &RunningEmulator, upn: &str) -> String {

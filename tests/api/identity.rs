@@ -14,8 +14,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    INTRANET, INTRANET_SECRET, TestApp, loopback, obo_setup, real_mode_config, spawn_app,
-    spawn_app_with, test_token, user_token,
+    INTRANET, INTRANET_SECRET, TestApp, loopback, obo_config, obo_setup, real_mode_config,
+    spawn_app, spawn_app_with, test_token, user_token,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -298,4 +298,46 @@ async fn a_token_graph_refuses_is_dropped_and_fetched_again_once() {
     let stats = app.stats().await;
     assert_eq!(stats["token_requests"], 1, "{stats}");
     assert_eq!(stats["graph_requests"], 2, "{stats}");
+}
+
+#[tokio::test]
+async fn row_48_the_same_user_with_narrower_scopes_never_reads_the_wider_cache_entry() {
+    let emu = graph_emulator::Emulator::spawn(Default::default(), loopback())
+        .await
+        .unwrap();
+    let mut config = obo_config(&emu, &["users.read"]);
+    let narrow = "6e2d0b3f-8c4a-4f9b-a0d7-2e3f4a5b6c7d";
+    emu.emulator.register_app(AppRegistration::confidential(
+        narrow,
+        "narrow-secret",
+        "Narrow",
+        Vec::<String>::new(),
+    ));
+    let mut caller = config.callers["intranet"].clone();
+    caller.client_id = narrow.into();
+    caller.scopes = Some(vec!["User.Read".into()]);
+    config.callers.insert("narrow".into(), caller);
+    let app = spawn_app_with(config).await;
+    let wide = user_token(&emu, DEMO_USER_UPN);
+    let basic = emu
+        .emulator
+        .issue_user_token(
+            narrow,
+            DEMO_USER_UPN,
+            graph_emulator::DEFAULT_CLIENT_ID,
+            &["access_as_user"],
+        )
+        .unwrap();
+    app.reset_stats().await;
+    for token in [&wide, &basic] {
+        let (_, body) = app
+            .graphql_as(Some(token), "{ me { id displayName } }", json!({}))
+            .await;
+        assert!(body.get("errors").is_none(), "{body}");
+    }
+    assert_eq!(
+        app.stats().await["graph_requests"],
+        2,
+        "the narrower token was served the wider entry"
+    );
 }
