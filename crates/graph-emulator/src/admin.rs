@@ -16,6 +16,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use crate::Emulator;
+use crate::faults::FaultRule;
 
 /// How many requests the request log keeps.
 const REQUEST_LOG_CAPACITY: usize = 10_000;
@@ -37,6 +38,14 @@ pub struct Stats {
     /// `(missing)` and `(unsupported)` for the rest.
     #[serde(default)]
     pub token_requests_by_grant: BTreeMap<String, u64>,
+    /// Faults injected by fault rules (one per rule that fired; latency included), on Graph
+    /// requests, batch items and Entra requests alike.
+    #[serde(default)]
+    pub faults_injected: u64,
+    /// 429 answers: throttle faults (Graph and the token endpoint) and Outlook's mailbox
+    /// concurrency limit (batch items counted one by one).
+    #[serde(default)]
+    pub throttled: u64,
 }
 
 /// One recorded Graph request (a direct call or a batch item).
@@ -55,6 +64,8 @@ pub(crate) struct Recorder {
     graph_requests: AtomicU64,
     batch_items: AtomicU64,
     token_requests: AtomicU64,
+    faults_injected: AtomicU64,
+    throttled: AtomicU64,
     token_grants: Mutex<BTreeMap<String, u64>>,
     routes: Mutex<BTreeMap<String, u64>>,
     batch_item_routes: Mutex<BTreeMap<String, u64>>,
@@ -74,6 +85,16 @@ impl Recorder {
         self.batch_items.fetch_add(1, Ordering::Relaxed);
         bump(&self.batch_item_routes, route);
         self.push(record);
+    }
+
+    /// Counts faults injected by fault rules.
+    pub(crate) fn faults_injected(&self, n: u64) {
+        self.faults_injected.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a 429 that is not in the request log (the token endpoint's).
+    pub(crate) fn throttled(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a token-endpoint call and its grant type.
@@ -96,6 +117,8 @@ impl Recorder {
             routes: lock(&self.routes).clone(),
             batch_item_routes: lock(&self.batch_item_routes).clone(),
             token_requests_by_grant: lock(&self.token_grants).clone(),
+            faults_injected: self.faults_injected.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
         }
     }
 
@@ -103,6 +126,8 @@ impl Recorder {
         self.graph_requests.store(0, Ordering::Relaxed);
         self.batch_items.store(0, Ordering::Relaxed);
         self.token_requests.store(0, Ordering::Relaxed);
+        self.faults_injected.store(0, Ordering::Relaxed);
+        self.throttled.store(0, Ordering::Relaxed);
         lock(&self.routes).clear();
         lock(&self.token_grants).clear();
         lock(&self.batch_item_routes).clear();
@@ -114,6 +139,9 @@ impl Recorder {
     }
 
     fn push(&self, record: RecordedRequest) {
+        if record.status == 429 {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+        }
         let mut log = lock(&self.log);
         if log.len() == REQUEST_LOG_CAPACITY {
             log.pop_front();
@@ -187,5 +215,61 @@ pub(crate) async fn revoke_user(
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({"error": format!("no user '{user}'")})),
         )
+    }
+}
+
+/// `GET /_emulator/faults`: `{"rules": [{"id", "matched", "hits", "rule"}]}`.
+pub(crate) async fn list_faults(State(emulator): State<Emulator>) -> impl IntoResponse {
+    Json(serde_json::json!({ "rules": emulator.faults() }))
+}
+
+/// `POST /_emulator/faults` with one rule, `{"rules": [...]}` or `[...]`: appends them (all
+/// or none) and answers `{"ids": [...]}`; 400 with `{"error": ...}` for a bad rule.
+pub(crate) async fn add_faults(State(emulator): State<Emulator>, body: Bytes) -> impl IntoResponse {
+    let bad = |message: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": message })),
+        )
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(err) => return bad(format!("invalid body: {err}")),
+    };
+    let rules = match value {
+        serde_json::Value::Object(mut o) if o.contains_key("rules") => {
+            serde_json::from_value::<Vec<FaultRule>>(o.remove("rules").unwrap_or_default())
+        }
+        v @ serde_json::Value::Array(_) => serde_json::from_value::<Vec<FaultRule>>(v),
+        v => serde_json::from_value::<FaultRule>(v).map(|r| vec![r]),
+    };
+    let rules = match rules {
+        Ok(rules) => rules,
+        Err(err) => return bad(format!("invalid fault rule: {err}")),
+    };
+    if let Some(err) = rules.iter().find_map(|r| r.validate().err()) {
+        return bad(format!("invalid fault rule: {err}"));
+    }
+    let ids: Vec<u64> = rules
+        .into_iter()
+        .filter_map(|r| emulator.try_add_fault(r).ok())
+        .collect();
+    (StatusCode::OK, Json(serde_json::json!({ "ids": ids })))
+}
+
+/// `DELETE /_emulator/faults`: removes every rule.
+pub(crate) async fn clear_faults(State(emulator): State<Emulator>) -> impl IntoResponse {
+    emulator.clear_faults();
+    StatusCode::NO_CONTENT
+}
+
+/// `DELETE /_emulator/faults/{id}`: 204, or 404 for an unknown id.
+pub(crate) async fn remove_fault(
+    State(emulator): State<Emulator>,
+    Path(id): Path<String>,
+) -> impl IntoResponse {
+    match id.parse::<u64>() {
+        Ok(id) if emulator.remove_fault(id) => StatusCode::NO_CONTENT,
+        _ => StatusCode::NOT_FOUND,
     }
 }

@@ -31,3 +31,25 @@ pub(crate) fn entra_timestamp() -> String {
         .format(&fmt)
         .unwrap_or_else(|_| "1970-01-01 00:00:00Z".to_string())
 }
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`: an RFC 7231 IMF-fixdate (`Retry-After`, `Date`).
+pub(crate) fn http_date(unix: i64) -> String {
+    let fmt = format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 GMT".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn http_dates_are_imf_fixdates() {
+        assert_eq!(
+            super::http_date(784_111_777),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+    }
+}

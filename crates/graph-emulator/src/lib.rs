@@ -4,7 +4,8 @@
 //!
 //! One listener serves both: Entra under `/{tenant}/oauth2/v2.0/...` (and discovery), Graph
 //! under `/v1.0/...`, plus an unauthenticated admin surface under `/_emulator/...` for tests
-//! ("this query cost exactly N Graph calls").
+//! ("this query cost exactly N Graph calls"), which also takes fault rules at runtime
+//! (`/_emulator/faults`: throttling, outages, latency, hangs, resets, broken bodies).
 //!
 //! This crate deliberately knows nothing about the gateway: the two must not share a
 //! misreading of Graph.
@@ -12,7 +13,9 @@
 mod admin;
 mod clock;
 mod entra;
+mod faults;
 mod graph;
+mod net;
 mod tenant;
 
 use std::net::SocketAddr;
@@ -23,9 +26,10 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 
 pub use admin::{RecordedRequest, Stats};
+pub use faults::{Fault, FaultRule, FaultRuleStatus, RetryAfter};
 
 /// The emulated tenant's id (used when `EmulatorConfig::tenant_id` is left at its default).
 pub const DEFAULT_TENANT_ID: &str = "3c7e1f5a-9b2d-4e8f-a1c6-5d4b3a2f1e0d";
@@ -89,6 +93,21 @@ pub struct EmulatorConfig {
     pub latency: Duration,
     /// Lifetime of issued access tokens. Default 3599 s, as Entra reports it.
     pub token_lifetime: Duration,
+    /// Fault rules active from the start (ids 1, 2, ... in this order); more can be added
+    /// at runtime (`Emulator::add_fault`, `POST /_emulator/faults`). Default: none.
+    ///
+    /// # Panics
+    /// `Emulator::new` (and `spawn`) panic on a rule `FaultRule::validate` refuses.
+    pub faults: Vec<FaultRule>,
+    /// Outlook's concurrency limit: requests one app may have running against one mailbox
+    /// (on mailbox routes: `/users/{id}/messages`, `mailFolders`, `events`, `calendar`,
+    /// `calendarView`, `contacts`, ...); over it, 429 `ApplicationThrottled`. It also caps
+    /// how many Outlook items of one `$batch` run in parallel. `None` disables both.
+    /// Default `Some(4)`.
+    pub mailbox_concurrency: Option<usize>,
+    /// Test hook: apply `mailbox_concurrency` to every route addressing a user
+    /// (`/users/{id}/...`, `/me/...`), not only mailbox routes. Default `false`.
+    pub mailbox_concurrency_all_routes: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -100,6 +119,9 @@ impl Default for EmulatorConfig {
             apps: vec![AppRegistration::default_gateway_app()],
             latency: Duration::ZERO,
             token_lifetime: Duration::from_secs(3599),
+            faults: Vec::new(),
+            mailbox_concurrency: Some(4),
+            mailbox_concurrency_all_routes: false,
         }
     }
 }
@@ -241,24 +263,39 @@ pub(crate) struct EmulatorState {
     /// Authorization codes and refresh tokens.
     pub(crate) sessions: entra::Sessions,
     pub(crate) recorder: admin::Recorder,
+    /// Fault rules and their counters.
+    pub(crate) faults: faults::FaultSet,
+    /// Outlook requests in flight per (app, mailbox).
+    pub(crate) mailboxes: graph::MailboxLimiter,
 }
 
 impl Emulator {
-    /// Generates the tenant and a fresh RSA-2048 signing key.
+    /// Generates the tenant and a fresh RSA-2048 signing key, and installs
+    /// `config.faults`.
+    ///
+    /// # Panics
+    /// On a fault rule in `config.faults` that `FaultRule::validate` refuses.
     pub fn new(config: EmulatorConfig) -> Emulator {
         let tenant = tenant::Tenant::generate(config.users, config.seed);
         let keys = entra::KeyRing::generate();
         let apps = entra::AppDirectory::new(&config.apps);
-        Emulator {
+        let rules = config.faults.clone();
+        let emulator = Emulator {
             state: Arc::new(EmulatorState {
+                faults: faults::FaultSet::new(config.seed),
                 config,
                 tenant: RwLock::new(tenant),
                 keys,
                 apps,
                 sessions: entra::Sessions::default(),
                 recorder: admin::Recorder::default(),
+                mailboxes: graph::MailboxLimiter::default(),
             }),
+        };
+        for rule in rules {
+            emulator.add_fault(rule);
         }
+        emulator
     }
 
     /// Every endpoint (Entra, Graph, admin), for embedding in another server.
@@ -284,14 +321,37 @@ impl Emulator {
             .route("/_emulator/requests", get(admin::get_requests))
             .route("/_emulator/keys/rotate", post(admin::rotate_keys))
             .route("/_emulator/users/{user}/revoke", post(admin::revoke_user))
+            .route(
+                "/_emulator/faults",
+                get(admin::list_faults)
+                    .post(admin::add_faults)
+                    .delete(admin::clear_faults),
+            )
+            .route("/_emulator/faults/{id}", delete(admin::remove_fault))
             .fallback(graph::unknown_version)
+            .layer(middleware::from_fn_with_state(
+                self.clone(),
+                entra::inject_faults,
+            ))
             .layer(middleware::from_fn_with_state(self.clone(), inject_latency))
             .with_state(self.clone())
     }
 
     /// Serves `router()` on `listener` until the returned future is dropped.
+    ///
+    /// Served this way (or by `spawn`), a `Reset` fault drops the TCP connection with an
+    /// RST; a router embedded in another server has to unwind the connection task instead
+    /// (see `Fault::Reset`).
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).await
+        axum::serve(net::FaultListener::new(listener), self.make_service()).await
+    }
+
+    /// `router()` with the per-connection kill switch `Reset` faults use.
+    fn make_service(
+        &self,
+    ) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, net::Connection> {
+        self.router()
+            .into_make_service_with_connect_info::<net::Connection>()
     }
 
     /// Binds `addr` (port 0 picks a free port) and serves in a background task.
@@ -302,7 +362,8 @@ impl Emulator {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let emulator = Emulator::new(config);
-        let router = emulator.router();
+        let service = emulator.make_service();
+        let listener = net::FaultListener::new(listener);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             // Graceful shutdown also closes idle keep-alive connections, so a client that
@@ -310,7 +371,7 @@ impl Emulator {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            if let Err(err) = axum::serve(listener, router)
+            if let Err(err) = axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown)
                 .await
             {
@@ -391,6 +452,43 @@ impl Emulator {
     /// Adds an app registration at runtime (or replaces the one with the same client id).
     pub fn register_app(&self, app: AppRegistration) {
         self.state.apps.register(app);
+    }
+
+    /// Adds a fault rule after the existing ones and returns its id (ids are never reused).
+    ///
+    /// # Panics
+    /// When `FaultRule::validate` refuses the rule (a test setup mistake).
+    pub fn add_fault(&self, rule: FaultRule) -> u64 {
+        match self.try_add_fault(rule) {
+            Ok(id) => id,
+            Err(err) => panic!("invalid fault rule: {err}"),
+        }
+    }
+
+    /// `add_fault` without the panic.
+    pub fn try_add_fault(&self, rule: FaultRule) -> Result<u64, String> {
+        rule.validate()?;
+        let mailbox = rule
+            .mailbox
+            .as_deref()
+            .map(|m| graph::canonical_mailbox(&self.state, m));
+        Ok(self.state.faults.add(rule, mailbox))
+    }
+
+    /// The fault rules with their counters, in id order.
+    pub fn faults(&self) -> Vec<FaultRuleStatus> {
+        self.state.faults.list()
+    }
+
+    /// Removes one fault rule; `false` when there is none with that id.
+    pub fn remove_fault(&self, id: u64) -> bool {
+        self.state.faults.remove(id)
+    }
+
+    /// Removes every fault rule (the emulator answers normally again). Requests already
+    /// delayed or hanging are not released.
+    pub fn clear_faults(&self) {
+        self.state.faults.clear();
     }
 
     pub(crate) fn state(&self) -> &EmulatorState {

@@ -5,6 +5,7 @@
 mod authorize;
 mod certs;
 mod clients;
+mod faults;
 mod grants;
 mod keys;
 mod scopes;
@@ -23,6 +24,7 @@ use crate::{Emulator, EmulatorState, TENANT_DOMAIN, clock};
 
 pub(crate) use authorize::authorize;
 pub(crate) use clients::AppDirectory;
+pub(crate) use faults::inject_faults;
 pub(crate) use keys::KeyRing;
 pub(crate) use sessions::Sessions;
 pub(crate) use tokens::{AccessTokenClaims, issue_delegated_token, issue_user_token};
@@ -103,6 +105,12 @@ impl EntraError {
 
     pub(crate) fn invalid_request(code: u32, message: impl Into<String>) -> Self {
         Self::new("invalid_request", code, message)
+    }
+
+    /// The same error with another HTTP status (a 503 or 504 from a fault rule).
+    fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
     }
 
     pub(crate) fn message(&self) -> &str {
@@ -292,6 +300,18 @@ pub(crate) struct TokenRequest<'a> {
     pub form: &'a Form,
 }
 
+/// How `Stats::token_requests_by_grant` counts a token request.
+fn grant_label(form: &Form) -> &'static str {
+    match form.get("grant_type") {
+        None => "(missing)",
+        Some(GRANT_CLIENT_CREDENTIALS) => GRANT_CLIENT_CREDENTIALS,
+        Some(GRANT_JWT_BEARER) => GRANT_JWT_BEARER,
+        Some(GRANT_AUTHORIZATION_CODE) => GRANT_AUTHORIZATION_CODE,
+        Some(GRANT_REFRESH_TOKEN) => GRANT_REFRESH_TOKEN,
+        Some(_) => "(unsupported)",
+    }
+}
+
 /// `POST /{tenant}/oauth2/v2.0/token`.
 pub(crate) async fn token(
     State(emulator): State<Emulator>,
@@ -302,17 +322,9 @@ pub(crate) async fn token(
 ) -> Response {
     let state = emulator.state();
     let form = Form::parse(&body);
-    let grant_label = match form.get("grant_type") {
-        None => "(missing)",
-        Some(
-            g @ (GRANT_CLIENT_CREDENTIALS
-            | GRANT_JWT_BEARER
-            | GRANT_AUTHORIZATION_CODE
-            | GRANT_REFRESH_TOKEN),
-        ) => g,
-        Some(_) => "(unsupported)",
-    };
-    state.recorder.token_request(TOKEN_ROUTE, grant_label);
+    state
+        .recorder
+        .token_request(TOKEN_ROUTE, grant_label(&form));
     let result = resolve_authority(state, &tenant).and_then(|authority| {
         let request = TokenRequest {
             state,

@@ -4,15 +4,26 @@
 //! concurrently; `dependsOn` sequences them, and an item whose dependency failed gets 424
 //! without running. Responses come back in *reverse* request order, so clients that assume
 //! request order break here rather than in production.
+//!
+//! Each item is throttled on its own (a fault rule or Outlook's concurrency limit gives it a
+//! 429 with `headers: {"Retry-After": ...}` while the envelope stays 200), and Outlook items
+//! run at most `EmulatorConfig::mailbox_concurrency` (4) at a time, whatever their mailbox.
+//! Faults that break HTTP itself (reset, hang, malformed or truncated JSON) break the whole
+//! envelope when an item draws them; latency on an item delays the envelope.
+
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::errors::GraphError;
-use super::{GraphRequest, GraphResponse, Outcome, Payload, WWW_AUTHENTICATE, execute, routes};
+use super::{
+    GraphRequest, GraphResponse, Outcome, Payload, WWW_AUTHENTICATE, Wire, execute, faults, routes,
+};
 use crate::Emulator;
 use crate::admin::RecordedRequest;
 
@@ -130,6 +141,13 @@ pub(crate) async fn run(
     envelope: GraphRequest,
 ) -> Result<GraphResponse, GraphError> {
     let items = parse(&envelope.body)?;
+    // "By default, the service executes up to 4 requests in parallel at any point,
+    // irrespective of the target mailbox" (Outlook items only).
+    let outlook_slots = emulator
+        .state()
+        .config
+        .mailbox_concurrency
+        .map(|n| Arc::new(Semaphore::new(n.max(1))));
     let mut outcomes: Vec<Option<Outcome>> = (0..items.len()).map(|_| None).collect();
     let mut pending: Vec<usize> = (0..items.len()).collect();
 
@@ -153,8 +171,20 @@ pub(crate) async fn run(
                 continue;
             }
             let request = item_request(&envelope, item);
+            let slots = outlook_slots
+                .clone()
+                .filter(|_| faults::is_outlook(emulator.state(), &request.path));
             let emulator = emulator.clone();
-            running.spawn(async move { (i, execute(emulator, request, true).await) });
+            running.spawn(async move {
+                let _slot = match slots {
+                    Some(slots) => slots.acquire_owned().await.ok(),
+                    None => None,
+                };
+                let mut outcome = execute(emulator, request, true).await;
+                // The item is done: its mailbox slot is free for the next one.
+                outcome.permit = None;
+                (i, outcome)
+            });
         }
         while let Some(joined) = running.join_next().await {
             match joined {
@@ -184,13 +214,26 @@ pub(crate) async fn run(
         pending = waiting;
     }
 
+    // The worst HTTP-level fault any item drew breaks the envelope.
+    let wire = outcomes
+        .iter()
+        .flatten()
+        .filter_map(|o| o.response.wire)
+        .min_by_key(|w| match w {
+            Wire::Reset => 0,
+            Wire::Hang => 1,
+            Wire::MalformedJson => 2,
+            Wire::TruncatedJson => 3,
+        });
     let responses: Vec<Value> = items
         .iter()
         .zip(outcomes)
         .rev()
         .filter_map(|(item, outcome)| outcome.map(|o| item_response(&item.id, &o.response)))
         .collect();
-    Ok(GraphResponse::json(json!({ "responses": responses })))
+    let mut response = GraphResponse::json(json!({ "responses": responses }));
+    response.wire = wire;
+    Ok(response)
 }
 
 /// Builds the Graph request of an item: its own method, url and headers, the envelope's
@@ -250,6 +293,7 @@ fn synthetic(item: &Item, err: &GraphError) -> Outcome {
         route: format!("{} {template}", item.method),
         request_id,
         client_request_id,
+        permit: None,
     }
 }
 
@@ -259,7 +303,7 @@ fn record(emulator: &Emulator, item: &Item, outcome: &Outcome) {
         RecordedRequest {
             method: item.method.to_string(),
             url: item.url.clone(),
-            status: outcome.response.status.as_u16(),
+            status: outcome.response.recorded_status(),
             in_batch: true,
             client_request_id: outcome.client_request_id.clone(),
         },
@@ -274,10 +318,14 @@ fn item_response(id: &str, response: &GraphResponse) -> Value {
     if response.status == StatusCode::UNAUTHORIZED {
         headers.insert("WWW-Authenticate".into(), json!(WWW_AUTHENTICATE));
     }
+    // `Retry-After` of a throttled item, as Graph puts it in the item's own headers.
+    for (name, value) in &response.headers {
+        headers.insert((*name).to_string(), json!(value));
+    }
     // Non-JSON bodies travel base64-encoded inside the JSON envelope.
     let body = match &response.payload {
         Payload::Json(v) => v.clone(),
-        Payload::Text(t) => Value::String(STANDARD.encode(t)),
+        Payload::Text(t) | Payload::Html(t) => Value::String(STANDARD.encode(t)),
     };
     json!({
         "id": id,

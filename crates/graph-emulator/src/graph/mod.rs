@@ -7,6 +7,7 @@ mod batch;
 mod collection;
 mod directory;
 mod errors;
+mod faults;
 mod filter;
 mod query;
 mod routes;
@@ -18,16 +19,19 @@ use std::pin::Pin;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::Emulator;
 use crate::admin::RecordedRequest;
+use crate::faults::Fault;
 use auth::Principal;
 use errors::GraphError;
 use query::QueryOptions;
 use routes::Route;
+
+pub(crate) use faults::{MailboxLimiter, canonical_mailbox};
 
 /// The content type Graph sends with JSON bodies (errors included).
 pub(crate) const JSON_CONTENT_TYPE: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
@@ -53,40 +57,68 @@ pub(crate) struct GraphRequest {
 pub(crate) enum Payload {
     Json(Value),
     Text(String),
+    /// A proxy's HTML page (an `HtmlError` fault), sent without Graph's headers.
+    Html(String),
+}
+
+/// A fault that breaks the HTTP exchange itself rather than answering with a status. In a
+/// `$batch` it breaks the whole envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wire {
+    Reset,
+    Hang,
+    MalformedJson,
+    TruncatedJson,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct GraphResponse {
     pub status: StatusCode,
     pub payload: Payload,
+    /// Extra response headers (`Retry-After`); inside a batch they go to the item's `headers`.
+    pub headers: Vec<(&'static str, String)>,
+    pub wire: Option<Wire>,
 }
 
 impl GraphResponse {
     pub fn json(body: Value) -> Self {
-        GraphResponse {
-            status: StatusCode::OK,
-            payload: Payload::Json(body),
-        }
+        Self::with_status(StatusCode::OK, Payload::Json(body))
     }
 
     pub fn text(body: String) -> Self {
+        Self::with_status(StatusCode::OK, Payload::Text(body))
+    }
+
+    pub fn with_status(status: StatusCode, payload: Payload) -> Self {
         GraphResponse {
-            status: StatusCode::OK,
-            payload: Payload::Text(body),
+            status,
+            payload,
+            headers: Vec::new(),
+            wire: None,
         }
     }
 
     fn error(err: &GraphError, request_id: &str, client_request_id: &str) -> Self {
-        GraphResponse {
-            status: err.status,
-            payload: Payload::Json(err.body(request_id, client_request_id)),
-        }
+        Self::with_status(
+            err.status,
+            Payload::Json(err.body(request_id, client_request_id)),
+        )
     }
 
     fn content_type(&self) -> &'static str {
         match self.payload {
             Payload::Json(_) => JSON_CONTENT_TYPE,
             Payload::Text(_) => "text/plain",
+            Payload::Html(_) => "text/html",
+        }
+    }
+
+    /// The status the request log shows: 0 when no HTTP answer is sent.
+    fn recorded_status(&self) -> u16 {
+        match self.wire {
+            Some(Wire::Reset | Wire::Hang) => 0,
+            Some(Wire::MalformedJson) => 200,
+            _ => self.status.as_u16(),
         }
     }
 }
@@ -98,6 +130,9 @@ pub(crate) struct Outcome {
     pub route: String,
     pub request_id: String,
     pub client_request_id: String,
+    /// The request's slot in Outlook's per-(app, mailbox) concurrency limit, held until the
+    /// answer is sent (or, in a batch, until the item finished).
+    pub permit: Option<faults::MailboxPermit>,
 }
 
 /// What a handler sees of the request.
@@ -112,6 +147,10 @@ pub(crate) struct Ctx<'a> {
 }
 
 /// Runs one Graph request end to end. `in_batch` forbids a nested `$batch`.
+///
+/// Order: the route and the caller's token are read first, so Outlook's concurrency limit
+/// can count per (app, mailbox); then the fault rules decide (a `Latency` fault waits while
+/// holding the concurrency slot); then Graph authenticates, authorizes and answers.
 pub(crate) async fn execute(emulator: Emulator, req: GraphRequest, in_batch: bool) -> Outcome {
     let request_id = uuid::Uuid::new_v4().to_string();
     let client_request_id = req
@@ -123,25 +162,60 @@ pub(crate) async fn execute(emulator: Emulator, req: GraphRequest, in_batch: boo
         .map(str::to_string)
         .unwrap_or_else(|| request_id.clone());
     let route = routes::resolve(&req.path);
-    let route_key = format!(
-        "{} {}",
-        req.method,
-        route
-            .as_ref()
-            .map_or_else(|_| "(unmatched)".to_string(), Route::template)
-    );
-    let result = match admit(&emulator, &req, route) {
-        Err(err) => Err(err),
-        Ok((Route::Batch, _)) if !in_batch => batch_boxed(emulator.clone(), req).await,
-        Ok((route, principal)) => dispatch(&emulator, &req, &route, &principal),
+    let template = route
+        .as_ref()
+        .map_or_else(|_| "(unmatched)".to_string(), Route::template);
+    let route_key = format!("{} {template}", req.method);
+    let principal = auth::authenticate(emulator.state(), &req.headers);
+    let mailbox = faults::mailbox_of(emulator.state(), &req.path, principal.as_ref().ok());
+
+    let permit = match faults::mailbox_permit(
+        &emulator,
+        &req.path,
+        principal.as_ref().ok(),
+        mailbox.as_deref(),
+    ) {
+        Ok(permit) => permit,
+        Err(err) => {
+            return Outcome {
+                response: faults::concurrency_answer(&err, &request_id, &client_request_id),
+                route: route_key,
+                request_id,
+                client_request_id,
+                permit: None,
+            };
+        }
     };
-    let response =
-        result.unwrap_or_else(|err| GraphResponse::error(&err, &request_id, &client_request_id));
+    let decision = faults::decide(&emulator, &req, &template, in_batch, mailbox.as_deref());
+    if !decision.latency.is_zero() {
+        tokio::time::sleep(decision.latency).await;
+    }
+    let faulted = decision
+        .fault
+        .as_ref()
+        .and_then(|f| faults::answer(f, &request_id, &client_request_id));
+    let response = match faulted {
+        Some(response) => response,
+        None => {
+            let result = match admit(&emulator, &req, route, principal) {
+                Err(err) => Err(err),
+                Ok((Route::Batch, _)) if !in_batch => batch_boxed(emulator.clone(), req).await,
+                Ok((route, principal)) => dispatch(&emulator, &req, &route, &principal),
+            };
+            let mut response = result
+                .unwrap_or_else(|err| GraphResponse::error(&err, &request_id, &client_request_id));
+            if decision.fault == Some(Fault::TruncatedJson) {
+                response.wire = Some(Wire::TruncatedJson);
+            }
+            response
+        }
+    };
     Outcome {
         response,
         route: route_key,
         request_id,
         client_request_id,
+        permit,
     }
 }
 
@@ -159,8 +233,9 @@ fn admit(
     emulator: &Emulator,
     req: &GraphRequest,
     route: Result<Route, GraphError>,
+    principal: Result<Principal, GraphError>,
 ) -> Result<(Route, Principal), GraphError> {
-    let principal = auth::authenticate(emulator.state(), &req.headers)?;
+    let principal = principal?;
     let route = route?;
     route.check_method(&req.method)?;
     if !principal.allows(route.permission()) && !addresses_self(emulator, &route, &principal) {
@@ -268,6 +343,7 @@ pub(crate) async fn http_entry(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    extensions: Extensions,
     body: Bytes,
 ) -> Response {
     let path = uri
@@ -286,18 +362,26 @@ pub(crate) async fn http_entry(
         headers,
         body,
     };
-    let outcome = execute(emulator.clone(), req, false).await;
+    let mut outcome = execute(emulator.clone(), req, false).await;
     emulator.state().recorder.graph_request(
         &outcome.route,
         RecordedRequest {
             method: method.to_string(),
             url,
-            status: outcome.response.status.as_u16(),
+            status: outcome.response.recorded_status(),
             in_batch: false,
             client_request_id: outcome.client_request_id.clone(),
         },
     );
-    into_http(outcome)
+    // Held until the answer is on its way (or the hang ends).
+    let _permit = outcome.permit.take();
+    match outcome.response.wire {
+        None => into_http(outcome),
+        Some(Wire::Reset) => crate::net::reset(&extensions),
+        Some(Wire::Hang) => crate::net::hang(&extensions).await,
+        Some(Wire::MalformedJson) => crate::net::malformed_json(into_http(outcome)),
+        Some(Wire::TruncatedJson) => crate::net::truncate(into_http(outcome)).await,
+    }
 }
 
 fn into_http(outcome: Outcome) -> Response {
@@ -308,13 +392,23 @@ fn into_http(outcome: Outcome) -> Response {
         ..
     } = outcome;
     let content_type = response.content_type();
-    let body = match response.payload {
-        Payload::Json(v) => Body::from(v.to_string()),
-        Payload::Text(t) => Body::from(t),
+    let (body, graph) = match response.payload {
+        Payload::Json(v) => (Body::from(v.to_string()), true),
+        Payload::Text(t) => (Body::from(t), true),
+        // A proxy's page carries none of Graph's headers.
+        Payload::Html(h) => (Body::from(h), false),
     };
     let mut http = (response.status, body).into_response();
     let h = http.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    for (name, value) in &response.headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(*name, v);
+        }
+    }
+    if !graph {
+        return http;
+    }
     h.insert("OData-Version", HeaderValue::from_static("4.0"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -347,5 +441,6 @@ pub(crate) async fn unknown_version(uri: Uri) -> Response {
         route: String::new(),
         client_request_id: request_id.clone(),
         request_id,
+        permit: None,
     })
 }
