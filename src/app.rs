@@ -65,6 +65,7 @@ impl Reloader {
     pub async fn reload(&self, config: Config) -> Result<(), ConfigError> {
         let config = config.with_embedded_defaults();
         config.validate()?;
+        crate::telemetry::metrics();
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         let auth = Arc::new(Authenticator::new(&config, self.http.clone(), version));
         start_jwks_refresh(&auth).await;
@@ -95,6 +96,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let config = config.with_embedded_defaults();
         config.validate()?;
+        crate::telemetry::metrics();
 
         let emulator = if config.uses_emulator() {
             let settings = EmulatorSettings {
@@ -173,6 +175,7 @@ impl App {
                 cache_max_bytes: config.cache.max_bytes,
                 batch_size: config.graph.batch_size,
                 timeout: config.graph.timeout,
+                retry: config.graph.retry.clone(),
             },
         );
         let version = Arc::new(AtomicU64::new(1));
@@ -202,6 +205,7 @@ impl App {
                 policy,
                 store,
                 public_url,
+                request_timeout: config.http.request_timeout,
             },
             schema: graphql::build_schema(),
         };
@@ -276,6 +280,7 @@ fn router(config: &Config, state: AppState, dev_token: Option<&str>) -> Router {
         .route("/graphql", get(graphql::handler).post(graphql::handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .merge(rest::router())
         .merge(rest::connect::router());
     if config.graphiql_enabled() {
@@ -323,6 +328,18 @@ pub const EXAMPLE_QUERY: &str = "{
   }
 }
 ";
+
+/// Prometheus text format. Unauthenticated like `/healthz`: expose it only where the
+/// scraper can reach it.
+async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::telemetry::metrics().render(),
+    )
+}
 
 async fn healthz() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))

@@ -18,3 +18,82 @@ pub fn init(config: &LogConfig) {
         LogFormat::Pretty => builder.compact().try_init(),
     };
 }
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// The process-wide Prometheus recorder, installed on first use. Every `App` in the
+/// process (tests start many) renders the same registry.
+pub fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let handle = PrometheusBuilder::new()
+            .install_recorder()
+            .expect("the only metrics recorder");
+        // The exporter has no listener of its own here, so histogram upkeep is ours.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            })
+            .expect("a thread");
+        handle
+    })
+}
+
+/// A low-cardinality label for a Graph URL: ids become `{id}`, the query is dropped.
+/// `/users/ann@contoso.com/directReports?$top=5` → `/users/{id}/directReports`.
+pub fn graph_route(url: &str) -> String {
+    const COLLECTIONS: &[&str] = &[
+        "users",
+        "groups",
+        "messages",
+        "mailFolders",
+        "events",
+        "calendars",
+        "contacts",
+        "contactFolders",
+        "drives",
+        "items",
+        "sites",
+        "subscriptions",
+        "attachments",
+        "directoryRoles",
+        "lists",
+    ];
+    let path = url.split('?').next().unwrap_or_default();
+    let mut out = String::new();
+    let mut previous = "";
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        if COLLECTIONS.contains(&previous) && !segment.starts_with('$') {
+            out.push_str("{id}");
+        } else {
+            out.push_str(segment);
+        }
+        previous = segment;
+    }
+    if out.is_empty() { "/".to_owned() } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::graph_route;
+
+    #[test]
+    fn graph_routes_hide_ids_and_queries() {
+        assert_eq!(
+            graph_route("/users/ann@contoso.com/directReports/microsoft.graph.user?$top=5"),
+            "/users/{id}/directReports/microsoft.graph.user"
+        );
+        assert_eq!(graph_route("/users?$select=id"), "/users");
+        assert_eq!(graph_route("/users/$count"), "/users/$count");
+        assert_eq!(graph_route("/$batch"), "/$batch");
+    }
+}

@@ -118,6 +118,51 @@ pub struct GraphConfig {
     pub timeout: Duration,
     /// Items per `$batch` request (Graph allows at most 20).
     pub batch_size: usize,
+    /// How throttling and failures are retried.
+    pub retry: RetryConfig,
+}
+
+/// Retries, retry budget and circuit breaker of the Graph client.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Retries after the first attempt (idempotent calls only).
+    pub max_retries: u32,
+    /// Longest `Retry-After` waited for; a longer one fails fast with `UPSTREAM_THROTTLED`.
+    #[serde(with = "duration")]
+    pub max_retry_after: Duration,
+    /// First backoff when Graph sends no `Retry-After` (doubles, full jitter).
+    #[serde(with = "duration")]
+    pub base_backoff: Duration,
+    /// Retries may add at most this share of the requests of the last 10 s…
+    pub budget_ratio: f64,
+    /// …plus this many.
+    pub budget_floor: u32,
+    /// Consecutive failures (5xx, timeouts, connection errors) that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one probe may go.
+    #[serde(with = "duration")]
+    pub breaker_open_for: Duration,
+    /// Concurrent calls per mailbox on Outlook routes (Outlook allows 4 per app and mailbox).
+    pub per_mailbox_concurrency: usize,
+    /// Concurrent Graph calls of the whole gateway.
+    pub max_concurrency: usize,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            max_retry_after: Duration::from_secs(180),
+            base_backoff: Duration::from_millis(500),
+            budget_ratio: 0.2,
+            budget_floor: 10,
+            breaker_failures: 10,
+            breaker_open_for: Duration::from_secs(5),
+            per_mailbox_concurrency: 4,
+            max_concurrency: 128,
+        }
+    }
 }
 
 impl Default for GraphConfig {
@@ -131,6 +176,7 @@ impl Default for GraphConfig {
             certificate: None,
             timeout: Duration::from_secs(30),
             batch_size: 20,
+            retry: RetryConfig::default(),
         }
     }
 }
@@ -557,6 +603,21 @@ impl Config {
                 "graph.batch_size: must be between 1 and 20 (Graph's $batch limit), got {}",
                 g.batch_size
             ));
+        }
+        if g.retry.max_retries > 10 {
+            problems.push(format!(
+                "graph.retry.max_retries: at most 10, got {}",
+                g.retry.max_retries
+            ));
+        }
+        if !(0.0..=1.0).contains(&g.retry.budget_ratio) {
+            problems.push(format!(
+                "graph.retry.budget_ratio: must be between 0 and 1, got {}",
+                g.retry.budget_ratio
+            ));
+        }
+        if g.retry.breaker_failures == 0 {
+            problems.push("graph.retry.breaker_failures: must be at least 1".to_owned());
         }
         if g.timeout.is_zero() {
             problems.push("graph.timeout: must be greater than zero".to_owned());

@@ -2,17 +2,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::join_all;
 use moka::future::Cache;
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 use url::Url;
 
 use super::error::{GraphError, parse_retry_after};
 use super::models::BatchResponse;
+use super::resilience::{
+    Breaker, BreakerState, Bulkheads, RetryBudget, RetrySettings, is_host_failure, retry_delay,
+};
 use crate::identity::{Access, TokenBroker};
 
 /// A GET against Graph: a relative URL built by [`super::GraphUrl`] (or a checked
@@ -53,6 +56,10 @@ struct Inner {
     cache: Cache<String, Bytes>,
     batch_size: usize,
     timeout: Duration,
+    retry: RetrySettings,
+    budget: RetryBudget,
+    breaker: Breaker,
+    bulkheads: Bulkheads,
 }
 
 /// Settings of [`GraphClient::new`].
@@ -61,7 +68,9 @@ pub struct GraphClientSettings {
     pub cache_ttl: Duration,
     pub cache_max_bytes: u64,
     pub batch_size: usize,
+    /// Longest single attempt (the caller's deadline may cut it shorter).
     pub timeout: Duration,
+    pub retry: RetrySettings,
 }
 
 impl GraphClient {
@@ -81,6 +90,16 @@ impl GraphClient {
                 cache,
                 batch_size: settings.batch_size.clamp(1, 20),
                 timeout: settings.timeout,
+                budget: RetryBudget::new(settings.retry.budget_ratio, settings.retry.budget_floor),
+                breaker: Breaker::new(
+                    settings.retry.breaker_failures,
+                    settings.retry.breaker_open_for,
+                ),
+                bulkheads: Bulkheads::new(
+                    settings.retry.per_mailbox_concurrency,
+                    settings.retry.max_concurrency,
+                ),
+                retry: settings.retry,
             }),
         }
     }
@@ -89,14 +108,40 @@ impl GraphClient {
         &self.inner.tokens
     }
 
+    /// The circuit breaker's state (metrics, readiness).
+    pub fn breaker_state(&self) -> BreakerState {
+        self.inner.breaker.state()
+    }
+
     /// One GET: served from the cache, else fetched once however many callers ask at the
     /// same time (moka's `try_get_with` is single-flight). Errors are never cached.
-    pub async fn get(&self, access: &Access, request: &GraphGet) -> Result<Bytes, GraphError> {
-        self.inner
+    pub async fn get(
+        &self,
+        access: &Access,
+        request: &GraphGet,
+        deadline: Instant,
+    ) -> Result<Bytes, GraphError> {
+        let key = cache_key(access, request);
+        if let Some(body) = self.inner.cache.get(&key).await {
+            metrics::counter!("graph_cache_hits_total").increment(1);
+            return Ok(body);
+        }
+        metrics::counter!("graph_cache_misses_total").increment(1);
+        // Whoever's future runs fetches; everyone else waiting on the same key shares it.
+        let fetched = AtomicBool::new(false);
+        let result = self
+            .inner
             .cache
-            .try_get_with(cache_key(access, request), self.fetch(access, request))
+            .try_get_with(key, async {
+                fetched.store(true, Ordering::Relaxed);
+                self.fetch(access, request, deadline).await
+            })
             .await
-            .map_err(|e| (*e).clone())
+            .map_err(|e| (*e).clone());
+        if !fetched.load(Ordering::Relaxed) {
+            metrics::counter!("graph_coalesced_total").increment(1);
+        }
+        result
     }
 
     /// Many GETs at once: cache hits first, then the misses packed into `$batch` requests
@@ -105,13 +150,17 @@ impl GraphClient {
         &self,
         access: &Access,
         requests: &[GraphGet],
+        deadline: Instant,
     ) -> Vec<Result<Bytes, GraphError>> {
         let mut results: Vec<Option<Result<Bytes, GraphError>>> =
             Vec::with_capacity(requests.len());
         let mut misses = Vec::new();
         for (i, request) in requests.iter().enumerate() {
             match self.inner.cache.get(&cache_key(access, request)).await {
-                Some(body) => results.push(Some(Ok(body))),
+                Some(body) => {
+                    metrics::counter!("graph_cache_hits_total").increment(1);
+                    results.push(Some(Ok(body)))
+                }
                 None => {
                     results.push(None);
                     misses.push(i);
@@ -123,10 +172,13 @@ impl GraphClient {
             .map(|chunk| async move {
                 if let [single] = chunk {
                     // A batch of one costs the same single request and loses coalescing.
-                    vec![(*single, self.get(access, &requests[*single]).await)]
+                    vec![(
+                        *single,
+                        self.get(access, &requests[*single], deadline).await,
+                    )]
                 } else {
                     let items: Vec<&GraphGet> = chunk.iter().map(|&i| &requests[i]).collect();
-                    let answers = self.batch(access, &items).await;
+                    let answers = self.batch(access, &items, deadline).await;
                     chunk.iter().copied().zip(answers).collect()
                 }
             });
@@ -156,21 +208,87 @@ impl GraphClient {
         Ok(rest.to_owned())
     }
 
-    async fn fetch(&self, access: &Access, request: &GraphGet) -> Result<Bytes, GraphError> {
+    async fn fetch(
+        &self,
+        access: &Access,
+        request: &GraphGet,
+        deadline: Instant,
+    ) -> Result<Bytes, GraphError> {
         let url = format!("{}{}", self.inner.base, request.url);
-        let response = self
-            .send_with_token(access, |http| {
-                let mut builder = http.get(&url);
-                if request.eventual {
-                    builder = builder.header("ConsistencyLevel", "eventual");
-                }
-                builder
-            })
-            .await?;
-        read_success(response).await
+        let route = crate::telemetry::graph_route(&request.url);
+        let _permits = self.inner.bulkheads.enter(&request.url, deadline).await?;
+        self.send_retrying(access, &route, deadline, |http| {
+            let mut builder = http.get(&url);
+            if request.eventual {
+                builder = builder.header("ConsistencyLevel", "eventual");
+            }
+            builder
+        })
+        .await
     }
 
-    async fn batch(&self, access: &Access, items: &[&GraphGet]) -> Vec<Result<Bytes, GraphError>> {
+    /// GETs packed into one `$batch` (every item is a GET, so the envelope is idempotent
+    /// and retried like one). Items Graph throttled are sent again, alone, in a new batch
+    /// after the longest of their own `Retry-After`s, while the caller's deadline allows.
+    async fn batch(
+        &self,
+        access: &Access,
+        items: &[&GraphGet],
+        deadline: Instant,
+    ) -> Vec<Result<Bytes, GraphError>> {
+        let mut results: Vec<Option<Result<Bytes, GraphError>>> = vec![None; items.len()];
+        let mut pending: Vec<usize> = (0..items.len()).collect();
+        for round in 0..=self.inner.retry.max_retries {
+            let answers = self
+                .batch_once(
+                    access,
+                    &pending.iter().map(|&i| items[i]).collect::<Vec<_>>(),
+                    deadline,
+                )
+                .await;
+            let mut again = Vec::new();
+            let mut wait = Duration::ZERO;
+            for (&i, answer) in pending.iter().zip(answers) {
+                if let Err(error) = &answer
+                    && round < self.inner.retry.max_retries
+                    && let Some(delay) = retry_delay(error, round, &self.inner.retry)
+                {
+                    wait = wait.max(delay);
+                    again.push(i);
+                }
+                results[i] = Some(answer);
+            }
+            if again.is_empty() {
+                break;
+            }
+            let late = Instant::now() + wait >= deadline || wait > self.inner.retry.max_retry_after;
+            if late || !again.iter().all(|_| self.inner.budget.try_retry()) {
+                break;
+            }
+            tracing::debug!(
+                items = again.len(),
+                ?wait,
+                "retrying throttled $batch items"
+            );
+            tokio::time::sleep(wait).await;
+            pending = again;
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(GraphError::BadResponse("no answer for a batch item".into()))
+                })
+            })
+            .collect()
+    }
+
+    async fn batch_once(
+        &self,
+        access: &Access,
+        items: &[&GraphGet],
+        deadline: Instant,
+    ) -> Vec<Result<Bytes, GraphError>> {
         let body = json!({
             "requests": items.iter().enumerate().map(|(i, item)| {
                 let mut request = json!({ "id": i.to_string(), "method": "GET", "url": item.url });
@@ -182,10 +300,16 @@ impl GraphClient {
         });
         let url = format!("{}/$batch", self.inner.base);
         let envelope = async {
-            let response = self
-                .send_with_token(access, |http| http.post(&url).json(&body))
+            // Batch items address many mailboxes; Graph itself runs Outlook items at most
+            // four at a time, so the envelope takes only a slot of the gateway's ceiling.
+            let _permits = self.inner.bulkheads.enter("/$batch", deadline).await?;
+            metrics::histogram!("graph_batch_size").record(items.len() as f64);
+            metrics::counter!("graph_cache_misses_total").increment(items.len() as u64);
+            let bytes = self
+                .send_retrying(access, "/$batch", deadline, |http| {
+                    http.post(&url).json(&body)
+                })
                 .await?;
-            let bytes = read_success(response).await?;
             serde_json::from_slice::<BatchResponse>(&bytes)
                 .map_err(|e| GraphError::BadResponse(format!("$batch envelope: {e}")))
         }
@@ -227,6 +351,11 @@ impl GraphClient {
                     .await;
                 out.push(Ok(body));
             } else {
+                let route = crate::telemetry::graph_route(&request.url);
+                metrics::counter!("graph_batch_items_total", "route" => route.clone(), "status" => item.status.to_string()).increment(1);
+                if item.status == 429 {
+                    metrics::counter!("graph_throttled_total", "route" => route).increment(1);
+                }
                 out.push(Err(GraphError::from_response(
                     item.status,
                     &body,
@@ -238,47 +367,126 @@ impl GraphClient {
         out
     }
 
-    /// Sends with the identity's token. A 401 means the cached token went bad (revoked,
-    /// rotated): drop it, acquire once, retry once; a second 401 is the answer.
-    async fn send_with_token(
+    /// One idempotent call with the identity's token, retried on throttling and
+    /// unavailability within the retry budget and the caller's deadline; never waits past
+    /// the deadline (it fails fast with the wait Graph asked for instead).
+    ///
+    /// A 401 means the cached token went bad (revoked, rotated): drop it, acquire once,
+    /// retry once; a second 401 is the answer.
+    async fn send_retrying(
         &self,
         access: &Access,
+        route: &str,
+        deadline: Instant,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, GraphError> {
-        let mut retried = false;
+    ) -> Result<Bytes, GraphError> {
+        let settings = &self.inner.retry;
+        let mut renewed_token = false;
+        let mut attempt = 0;
+        self.inner.budget.record_request();
         loop {
-            let token = self.inner.tokens.token(access).await?;
-            let client_request_id = uuid::Uuid::new_v4().to_string();
-            let response = build(&self.inner.http)
-                .bearer_auth(&token.secret)
-                .header("client-request-id", &client_request_id)
-                .timeout(self.inner.timeout)
-                .send()
-                .await
-                .map_err(|e| {
-                    if e.is_timeout() {
-                        GraphError::Timeout
-                    } else {
-                        GraphError::Unreachable(e.without_url().to_string())
-                    }
-                })?;
-            tracing::debug!(
-                status = response.status().as_u16(),
-                client_request_id,
-                request_id = response
-                    .headers()
-                    .get("request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or(""),
-                "graph call"
-            );
-            if response.status() == StatusCode::UNAUTHORIZED && !retried {
-                retried = true;
-                self.inner.tokens.invalidate(&access.identity).await;
-                continue;
+            if let Err(wait) = self.inner.breaker.admit() {
+                return Err(GraphError::CircuitOpen { retry_after: wait });
             }
-            return Ok(response);
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(GraphError::Timeout);
+            }
+            let outcome = match self.inner.tokens.token(access).await {
+                Ok(token) => {
+                    self.attempt(
+                        &build,
+                        route,
+                        &token.secret,
+                        remaining.min(self.inner.timeout),
+                    )
+                    .await
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let error = match outcome {
+                Ok(body) => {
+                    self.inner.breaker.record(false);
+                    metrics::gauge!("graph_breaker_state")
+                        .set(self.inner.breaker.state().as_number());
+                    return Ok(body);
+                }
+                Err(GraphError::Api { status: 401, .. }) if !renewed_token => {
+                    renewed_token = true;
+                    self.inner.tokens.invalidate(&access.identity).await;
+                    continue;
+                }
+                Err(error) => error,
+            };
+            self.inner.breaker.record(is_host_failure(&error));
+            metrics::gauge!("graph_breaker_state").set(self.inner.breaker.state().as_number());
+            let Some(delay) = retry_delay(&error, attempt, settings) else {
+                return Err(error);
+            };
+            let error = error.with_retry_after(delay);
+            if attempt >= settings.max_retries
+                || delay > settings.max_retry_after
+                || Instant::now() + delay >= deadline
+                || !self.inner.budget.try_retry()
+            {
+                return Err(error);
+            }
+            tracing::debug!(attempt, ?delay, error = %error, "retrying a Graph call");
+            metrics::counter!("graph_retries_total", "route" => route.to_owned()).increment(1);
+            tokio::time::sleep(delay).await;
+            attempt += 1;
         }
+    }
+
+    /// One HTTP exchange; any non-2xx answer becomes a typed error.
+    async fn attempt(
+        &self,
+        build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        route: &str,
+        token: &str,
+        timeout: Duration,
+    ) -> Result<Bytes, GraphError> {
+        let client_request_id = uuid::Uuid::new_v4().to_string();
+        let sent = build(&self.inner.http)
+            .bearer_auth(token)
+            .header("client-request-id", &client_request_id)
+            .timeout(timeout)
+            .send()
+            .await;
+        let status = match &sent {
+            Ok(response) => response.status().as_u16().to_string(),
+            Err(e) if e.is_timeout() => "timeout".to_owned(),
+            Err(_) => "error".to_owned(),
+        };
+        metrics::counter!("graph_requests_total", "route" => route.to_owned(), "status" => status.clone()).increment(1);
+        if status == "429" {
+            metrics::counter!("graph_throttled_total", "route" => route.to_owned()).increment(1);
+        }
+        let response = sent.map_err(transport_error)?;
+        tracing::debug!(
+            status = response.status().as_u16(),
+            client_request_id,
+            request_id = response
+                .headers()
+                .get("request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+            "graph call"
+        );
+        read_success(response).await
+    }
+}
+
+/// A request that failed without an HTTP answer.
+fn transport_error(e: reqwest::Error) -> GraphError {
+    if e.is_timeout() {
+        GraphError::Timeout
+    } else if e.is_connect() {
+        GraphError::Unreachable(e.without_url().to_string())
+    } else {
+        // Reset or closed mid-exchange: Graph may or may not have acted; for the GETs sent
+        // here that is harmless, but it is not a clean "never arrived".
+        GraphError::Interrupted(e.without_url().to_string())
     }
 }
 
@@ -293,13 +501,7 @@ async fn read_success(response: reqwest::Response) -> Result<Bytes, GraphError> 
     };
     let request_id = header("request-id");
     let retry_after = header("Retry-After").as_deref().and_then(parse_retry_after);
-    let body = response.bytes().await.map_err(|e| {
-        if e.is_timeout() {
-            GraphError::Timeout
-        } else {
-            GraphError::Unreachable(e.without_url().to_string())
-        }
-    })?;
+    let body = response.bytes().await.map_err(transport_error)?;
     if status.is_success() {
         Ok(body)
     } else {

@@ -18,12 +18,21 @@ pub enum GraphError {
         request_id: Option<String>,
         retry_after: Option<Duration>,
     },
-    /// No answer: connection refused, reset, TLS failure.
+    /// No connection: refused, DNS, TLS failure. The request never reached Graph.
     #[error("Graph unreachable: {0}")]
     Unreachable(String),
+    /// The connection broke during the exchange (reset, closed early).
+    #[error("connection to Graph interrupted: {0}")]
+    Interrupted(String),
     /// No answer in time.
     #[error("Graph did not answer in time")]
     Timeout,
+    /// The circuit breaker is open: Graph has been failing; calls fail fast for a while.
+    #[error("Graph calls are paused after repeated failures")]
+    CircuitOpen { retry_after: Duration },
+    /// No concurrency slot (the mailbox or the gateway is at its limit) before the deadline.
+    #[error("too many concurrent Graph calls")]
+    Saturated,
     /// An answer that is not what Graph sends (HTML, truncated JSON, wrong shape).
     #[error("Graph sent an unexpected response: {0}")]
     BadResponse(String),
@@ -39,6 +48,27 @@ impl GraphError {
         match self {
             GraphError::Api { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// The same error, remembering how long the gateway would have waited (for the
+    /// caller's `Retry-After` when it fails fast instead).
+    pub fn with_retry_after(self, delay: Duration) -> Self {
+        match self {
+            GraphError::Api {
+                status,
+                code,
+                message,
+                request_id,
+                retry_after: None,
+            } => GraphError::Api {
+                status,
+                code,
+                message,
+                request_id,
+                retry_after: Some(delay),
+            },
+            other => other,
         }
     }
 
@@ -67,6 +97,13 @@ impl GraphError {
         }
         let (code, message) = match serde_json::from_slice::<Envelope>(body) {
             Ok(e) if !e.error.code.is_empty() => (e.error.code, e.error.message),
+            // A server error without Graph's error body (an HTML page from a proxy, a
+            // truncated answer) is not Graph speaking; throttling statuses stay retryable.
+            _ if status >= 500 && !matches!(status, 503 | 504) => {
+                return GraphError::BadResponse(format!(
+                    "status {status} without a Graph error body"
+                ));
+            }
             _ => (format!("HTTP{status}"), String::new()),
         };
         GraphError::Api {
@@ -119,8 +156,14 @@ mod tests {
             b"[]",
         ] {
             let e = GraphError::from_response(502, body, None, None);
+            assert!(matches!(e, GraphError::BadResponse(_)), "{e:?}");
+            let e = GraphError::from_response(503, body, None, None);
             assert!(
-                matches!(e, GraphError::Api { status: 502, ref code, .. } if code == "HTTP502")
+                matches!(e, GraphError::Api { status: 503, ref code, .. } if code == "HTTP503")
+            );
+            let e = GraphError::from_response(404, body, None, None);
+            assert!(
+                matches!(e, GraphError::Api { status: 404, ref code, .. } if code == "HTTP404")
             );
         }
         let e = GraphError::from_response(

@@ -3,8 +3,10 @@
 mod client;
 pub mod error;
 pub mod models;
+pub mod resilience;
 pub mod url;
 
 pub use client::{GraphClient, GraphClientSettings, GraphGet};
 pub use error::GraphError;
+pub use resilience::RetrySettings;
 pub use url::{GraphUrl, UrlError, odata_string, search_clause};

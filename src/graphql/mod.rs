@@ -55,7 +55,8 @@ pub async fn handler(
             return unauthenticated(&reason);
         }
     };
-    let session = match Session::open(&state.services, caller).await {
+    let timeout = crate::rest::requested_timeout(&headers);
+    let session = match Session::open_with_timeout(&state.services, caller, timeout).await {
         Ok(session) => session,
         Err(e) => {
             let status = match e {

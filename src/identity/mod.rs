@@ -292,6 +292,8 @@ impl TokenBroker {
             cache: Cache::builder()
                 .max_capacity(100_000)
                 .expire_after(UntilExpiry)
+                // Revoking a connected user drops their tokens by predicate.
+                .support_invalidation_closures()
                 .build(),
         }
     }
@@ -333,9 +335,12 @@ impl TokenBroker {
     /// Forgets every cached token of a connected user (after a revoke).
     pub fn invalidate_connected(&self, caller_name: &str, user_id: &str) {
         let (caller_name, user_id) = (caller_name.to_owned(), user_id.to_owned());
-        let _ = self.cache.invalidate_entries_if(move |identity, _| {
+        let dropped = self.cache.invalidate_entries_if(move |identity, _| {
             matches!(identity, GraphIdentity::Connected { caller, user, .. } if *caller == caller_name && *user == user_id)
         });
+        if let Err(e) = dropped {
+            tracing::error!(error = %e, "could not drop a revoked user's cached tokens");
+        }
     }
 
     async fn fetch(&self, access: &Access) -> Result<AccessToken, IdentityError> {
@@ -371,6 +376,12 @@ impl TokenBroker {
             } => self.refresh_connected(caller, user, scopes).await?,
         };
         tracing::info!(identity = %access.identity.cache_key(), expires_in = token.expires_in, "acquired a Graph token");
+        let mode = match access.identity {
+            GraphIdentity::App { .. } => "app",
+            GraphIdentity::Obo { .. } => "obo",
+            GraphIdentity::Connected { .. } => "connected",
+        };
+        metrics::counter!("graph_token_acquisitions_total", "mode" => mode).increment(1);
         Ok(AccessToken {
             secret: token.access_token,
             expires_at: started + Duration::from_secs(token.expires_in),

@@ -159,6 +159,8 @@ pub(crate) fn status_of(error: &ServiceError) -> StatusCode {
         ServiceError::ReconnectRequired { .. } => StatusCode::FORBIDDEN,
         ServiceError::UpstreamThrottled { .. } => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Upstream => StatusCode::BAD_GATEWAY,
+        ServiceError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        ServiceError::UpstreamBadResponse => StatusCode::BAD_GATEWAY,
         ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -287,7 +289,14 @@ impl FromRequestParts<AppState> for Authenticated {
     ) -> Result<Self, Self::Rejection> {
         let auth = state.auth.load_full();
         match auth.authenticate(&parts.headers).await {
-            Ok(caller) => Ok(Authenticated(Session::open(&state.services, caller).await?)),
+            Ok(caller) => Ok(Authenticated(
+                Session::open_with_timeout(
+                    &state.services,
+                    caller,
+                    requested_timeout(&parts.headers),
+                )
+                .await?,
+            )),
             Err(AuthError::Duplicate) => {
                 Err(ServiceError::BadInput("send exactly one Authorization header".into()).into())
             }
@@ -295,6 +304,74 @@ impl FromRequestParts<AppState> for Authenticated {
                 tracing::debug!(%reason, "REST request refused");
                 Err(ApiError::unauthenticated(&reason))
             }
+        }
+    }
+}
+
+/// Header with which a caller asks for a shorter deadline than the configured one, in
+/// seconds (e.g. `X-Request-Timeout: 2.5`); it can only shorten, never lengthen.
+pub const REQUEST_TIMEOUT_HEADER: &str = "x-request-timeout";
+
+/// The caller's requested timeout, when the header holds a sane number of seconds.
+pub(crate) fn requested_timeout(headers: &axum::http::HeaderMap) -> Option<std::time::Duration> {
+    let seconds: f64 = headers
+        .get(REQUEST_TIMEOUT_HEADER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (seconds.is_finite() && seconds > 0.0)
+        .then(|| std::time::Duration::from_secs_f64(seconds.min(3600.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// One row per service error: the REST column of the table in docs/architecture.md.
+    #[test]
+    fn every_service_error_has_its_documented_status() {
+        let rows = [
+            (ServiceError::Unauthenticated, 401),
+            (ServiceError::Forbidden("x".into()), 403),
+            (ServiceError::NotFound("x".into()), 404),
+            (ServiceError::BadInput("x".into()), 400),
+            (
+                ServiceError::ClaimsChallenge {
+                    claims: "e30=".into(),
+                    authorization_uri: "u".into(),
+                },
+                401,
+            ),
+            (
+                ServiceError::ConsentRequired {
+                    consent_url: "u".into(),
+                },
+                403,
+            ),
+            (
+                ServiceError::ReconnectRequired {
+                    connect_url: "u".into(),
+                },
+                403,
+            ),
+            (
+                ServiceError::UpstreamThrottled {
+                    retry_after: Some(Duration::from_secs(2)),
+                },
+                503,
+            ),
+            (ServiceError::Upstream, 502),
+            (ServiceError::UpstreamTimeout, 504),
+            (ServiceError::UpstreamBadResponse, 502),
+            (ServiceError::Unavailable("x".into()), 503),
+            (ServiceError::Internal, 500),
+        ];
+        for (error, status) in rows {
+            assert_eq!(status_of(&error).as_u16(), status, "{error:?}");
         }
     }
 }

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -34,14 +35,17 @@ struct Round {
 pub struct GraphBatcher {
     graph: GraphClient,
     access: Access,
+    /// The request's deadline: no Graph call of this request waits past it.
+    deadline: Instant,
     round: Mutex<Round>,
 }
 
 impl GraphBatcher {
-    pub fn new(graph: GraphClient, access: Access) -> Self {
+    pub fn new(graph: GraphClient, access: Access, deadline: Instant) -> Self {
         Self {
             graph,
             access,
+            deadline,
             round: Mutex::new(Round::default()),
         }
     }
@@ -83,6 +87,7 @@ impl GraphBatcher {
         }
         let graph = self.graph.clone();
         let access = self.access.clone();
+        let deadline = self.deadline;
         tokio::spawn(async move {
             let mut unique: Vec<GraphGet> = Vec::new();
             let mut index: HashMap<GraphGet, usize> = HashMap::new();
@@ -92,7 +97,7 @@ impl GraphBatcher {
                     unique.len() - 1
                 });
             }
-            let results = graph.get_many(&access, &unique).await;
+            let results = graph.get_many(&access, &unique, deadline).await;
             for (key, reply) in waiters {
                 let _ = reply.send(results[index[&key]].clone());
             }

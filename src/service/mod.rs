@@ -51,6 +51,10 @@ pub enum ServiceError {
     UpstreamThrottled { retry_after: Option<Duration> },
     #[error("Microsoft Graph could not complete the request")]
     Upstream,
+    #[error("Microsoft Graph did not answer in time")]
+    UpstreamTimeout,
+    #[error("Microsoft Graph sent an answer the gateway cannot use")]
+    UpstreamBadResponse,
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -70,6 +74,8 @@ impl ServiceError {
             ServiceError::ReconnectRequired { .. } => "RECONNECT_REQUIRED",
             ServiceError::UpstreamThrottled { .. } => "UPSTREAM_THROTTLED",
             ServiceError::Upstream => "UPSTREAM_ERROR",
+            ServiceError::UpstreamTimeout => "UPSTREAM_TIMEOUT",
+            ServiceError::UpstreamBadResponse => "UPSTREAM_BAD_RESPONSE",
             ServiceError::Unavailable(_) => "UNAVAILABLE",
             ServiceError::Internal => "INTERNAL",
         }
@@ -109,9 +115,25 @@ impl ServiceError {
                     retry_after: *retry_after,
                 }
             }
+            GraphError::CircuitOpen { retry_after } => ServiceError::UpstreamThrottled {
+                retry_after: Some(*retry_after),
+            },
+            GraphError::Saturated => ServiceError::UpstreamThrottled {
+                retry_after: Some(Duration::from_secs(1)),
+            },
+            GraphError::Timeout => {
+                tracing::warn!("Graph did not answer in time");
+                ServiceError::UpstreamTimeout
+            }
+            GraphError::BadResponse(reason) => {
+                tracing::warn!(%reason, "unusable answer from Graph");
+                ServiceError::UpstreamBadResponse
+            }
             GraphError::Refused(reason) => {
+                // A nextLink pointing elsewhere is Graph (or something posing as it)
+                // sending an answer the gateway will not use.
                 tracing::warn!(%reason, "refused an upstream URL");
-                ServiceError::Upstream
+                ServiceError::UpstreamBadResponse
             }
             GraphError::Token(IdentityError::Refused { error, description }) => {
                 tracing::error!(%error, %description, "Entra ID refused the gateway's token request");
@@ -143,6 +165,8 @@ pub struct Services {
     pub store: Option<Store>,
     /// The gateway's public base URL (connect links).
     pub public_url: Url,
+    /// Longest time a request may take; its Graph calls never wait past it.
+    pub request_timeout: Duration,
 }
 
 /// One inbound request's view of the services: who calls, as which Graph identity, with
@@ -158,6 +182,19 @@ impl Session {
     /// Decides which Graph identity serves this caller. For `connected` callers this
     /// finds the connected user named by the act-as header.
     pub async fn open(services: &Services, caller: Caller) -> Result<Self, ServiceError> {
+        Self::open_with_timeout(services, caller, None).await
+    }
+
+    /// As [`Session::open`], with the caller's own (shorter) timeout for this request.
+    pub async fn open_with_timeout(
+        services: &Services,
+        caller: Caller,
+        timeout: Option<Duration>,
+    ) -> Result<Self, ServiceError> {
+        let timeout = timeout
+            .map(|t| t.min(services.request_timeout))
+            .unwrap_or(services.request_timeout);
+        let deadline = std::time::Instant::now() + timeout;
         let tokens = services.graph.tokens();
         let scopes = graph_scope_string(&caller.scopes);
         let (identity, assertion) = match caller.mode {
@@ -197,7 +234,7 @@ impl Session {
         };
         let access = Access::new(identity, assertion, caller.policy_version);
         Ok(Self {
-            batcher: GraphBatcher::new(services.graph.clone(), access.clone()),
+            batcher: GraphBatcher::new(services.graph.clone(), access.clone(), deadline),
             caller,
             access,
             services: services.clone(),
@@ -298,5 +335,75 @@ impl Session {
     /// True when Graph calls run as the user (`obo`, `connected`), so `/me` is that user.
     pub fn is_delegated(&self) -> bool {
         self.access.identity.is_delegated()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: &str) -> GraphError {
+        GraphError::Api {
+            status,
+            code: code.into(),
+            message: "detail that must not reach callers".into(),
+            request_id: Some("rid".into()),
+            retry_after: Some(Duration::from_secs(7)),
+        }
+    }
+
+    /// One row per arm of `from_graph`: the table in docs/architecture.md.
+    #[test]
+    fn every_graph_error_maps_to_its_documented_service_error() {
+        let rows: Vec<(GraphError, &str)> = vec![
+            (api(404, "Request_ResourceNotFound"), "NOT_FOUND"),
+            (api(400, "Request_UnsupportedQuery"), "BAD_USER_INPUT"),
+            (api(429, "TooManyRequests"), "UPSTREAM_THROTTLED"),
+            (api(503, "serviceNotAvailable"), "UPSTREAM_THROTTLED"),
+            (api(504, "UnknownError"), "UPSTREAM_THROTTLED"),
+            (
+                GraphError::CircuitOpen {
+                    retry_after: Duration::from_secs(3),
+                },
+                "UPSTREAM_THROTTLED",
+            ),
+            (GraphError::Saturated, "UPSTREAM_THROTTLED"),
+            (GraphError::Timeout, "UPSTREAM_TIMEOUT"),
+            (
+                GraphError::BadResponse("html".into()),
+                "UPSTREAM_BAD_RESPONSE",
+            ),
+            (
+                GraphError::Refused("nextLink elsewhere".into()),
+                "UPSTREAM_BAD_RESPONSE",
+            ),
+            (GraphError::Unreachable("refused".into()), "UPSTREAM_ERROR"),
+            (GraphError::Interrupted("reset".into()), "UPSTREAM_ERROR"),
+            (api(403, "Authorization_RequestDenied"), "UPSTREAM_ERROR"),
+            (api(401, "InvalidAuthenticationToken"), "UPSTREAM_ERROR"),
+            (api(409, "Conflict"), "UPSTREAM_ERROR"),
+            (
+                GraphError::Token(IdentityError::Refused {
+                    error: "invalid_client".into(),
+                    description: "AADSTS7000215".into(),
+                }),
+                "UPSTREAM_ERROR",
+            ),
+            (
+                GraphError::Token(IdentityError::Store("down".into())),
+                "UNAVAILABLE",
+            ),
+        ];
+        for (error, code) in rows {
+            let mapped = ServiceError::from_graph(error.clone(), "user 'x'");
+            assert_eq!(mapped.code(), code, "{error:?}");
+            assert!(!mapped.to_string().contains("must not reach"), "{mapped}");
+        }
+        match ServiceError::from_graph(api(429, "TooManyRequests"), "x") {
+            ServiceError::UpstreamThrottled { retry_after } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(7)))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -110,8 +110,15 @@ impl Session {
             },
         };
         let mut items = Vec::new();
-        let mut has_next = false;
+        // Ends as `true` when the page limit stops the walk with more to come.
+        let mut has_next = true;
+        let mut visited = std::collections::HashSet::new();
         for _ in 0..MAX_PAGES {
+            // A nextLink that leads back to a page already read would loop forever.
+            if !visited.insert(cursor.url.clone()) {
+                return Err(self.upstream(GraphError::Refused("a nextLink cycle".into()), what));
+            }
+            has_next = false;
             let request = GraphGet::new(&cursor.url).eventual(cursor.eventual);
             let page: Collection<T> = self
                 .get_json(request)
@@ -144,6 +151,8 @@ impl Session {
                     }
                     cursor.url = url;
                     cursor.offset = 0;
+                    // More to read; stays true if the page limit ends the walk here.
+                    has_next = true;
                 }
                 Some(_) => {
                     has_next = true;

@@ -21,6 +21,8 @@ use crate::graph::{GraphClient, GraphError, GraphGet, GraphUrl, odata_string};
 use crate::identity::Access;
 
 const SELECT: &[&str] = &["id", "userPrincipalName", "mail", "proxyAddresses"];
+/// Deadline of one directory call made while resolving policies.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Upper bound of pages read for one group (999 users each).
 const MAX_GROUP_PAGES: usize = 200;
 
@@ -233,7 +235,8 @@ impl PolicyResolver {
         &self,
         request: GraphGet,
     ) -> Result<T, GraphError> {
-        let body = self.graph.get(&self.access, &request).await?;
+        let deadline = std::time::Instant::now() + RESOLVE_TIMEOUT;
+        let body = self.graph.get(&self.access, &request, deadline).await?;
         serde_json::from_slice(&body).map_err(|e| GraphError::BadResponse(e.to_string()))
     }
 }

@@ -172,6 +172,14 @@ pub fn real_mode_config(
     config.graph.authority = emulator.base_url().parse().unwrap();
     config.graph.tenant_id = Some(emulator.emulator.tenant_id().to_owned());
     config.graph.client_id = Some(client_id.to_owned());
+    real_mode_config_from(config, caller)
+}
+
+/// Adds the test HS256 issuer and one caller of it to `config`.
+pub fn real_mode_config_from(
+    mut config: Config,
+    caller: (&str, CallerMode, &[&str], &[&str]),
+) -> Config {
     config.issuers.insert(
         "tests".into(),
         IssuerConfig {

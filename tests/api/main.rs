@@ -14,4 +14,5 @@ mod identity;
 mod idp;
 mod jwt_security;
 mod policy;
+mod resilience;
 mod rest_directory;
