@@ -426,3 +426,89 @@ async fn a_nextlink_to_another_host_is_refused_and_the_token_never_leaves() {
         "another host was contacted"
     );
 }
+
+#[tokio::test]
+async fn a_hanging_mailbox_does_not_slow_requests_for_other_users() {
+    let app = spawn_app_with(config()).await;
+    let ids = user_ids(&app).await;
+    fault(
+        &app,
+        json!({ "route": "/v1.0/users/*", "mailbox": DEMO_USER_UPN, "fault": { "kind": "hang" } }),
+    )
+    .await;
+    let stuck: Vec<_> = (0..6)
+        .map(|_| {
+            let request = app
+                .http
+                .get(format!("{}/api/v1/users/{DEMO_USER_UPN}", app.base))
+                .bearer_auth(&app.token)
+                .header("X-Request-Timeout", "3");
+            tokio::spawn(async move { request.send().await.map(|r| r.status()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    for id in ids.iter().filter(|id| !id.is_empty()).take(5) {
+        let (status, body) = app.get(&format!("/api/v1/users/{id}/manager")).await;
+        assert!(
+            status == StatusCode::OK || status == StatusCode::NOT_FOUND,
+            "{body}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "others waited {:?}",
+        started.elapsed()
+    );
+    for handle in stuck {
+        assert_eq!(handle.await.unwrap().unwrap(), StatusCode::GATEWAY_TIMEOUT);
+    }
+}
+
+/// Rows 54, 55, 58: what reaches Graph is exactly the escaped literal, never new syntax.
+#[tokio::test]
+async fn filter_search_and_id_injections_reach_graph_as_escaped_literals() {
+    let app = spawn_app_with(config()).await;
+    app.graphql_data("{ me { id } }").await;
+    app.reset_stats().await;
+    let (_, body) = app
+        .graphql_as(
+            Some(&app.token),
+            "query($p: String, $q: String) { a: users(first: 2, filter: { displayNameStartsWith: $p }) { nodes { id } } b: users(first: 2, search: $q) { nodes { id } } }",
+            json!({ "p": "a') or startswith(mail,'", "q": "\"subject:foo\" OR from:ceo\\" }),
+        )
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let (status, _) = app
+        .get("/api/v1/users/abc%3F%24select%3Dbody%26%24expand%3Dmanager/manager")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let urls: Vec<String> = app
+        .recorded_urls()
+        .await
+        .iter()
+        .map(|u| {
+            percent_encoding::percent_decode_str(u)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert!(
+        urls.iter()
+            .any(|u| u.contains("$filter=startswith(displayName,'a'') or startswith(mail,''')")),
+        "{urls:?}"
+    );
+    assert!(
+        urls.iter().any(|u| u.contains(r#"$search="displayName:\"subject:foo\" OR from:ceo\\" OR "mail:\"subject:foo\" OR from:ceo\\""#)),
+        "{urls:?}"
+    );
+    let raw = app.recorded_urls().await;
+    assert!(
+        raw.iter().any(
+            |u| u.starts_with("/v1.0/users/abc%3F$select=body&$expand=manager?")
+                || u.starts_with("/v1.0/users/abc%3F%24select")
+        ),
+        "{raw:?}"
+    );
+    assert!(raw.iter().all(|u| !u.contains("/users/abc?")), "{raw:?}");
+}
