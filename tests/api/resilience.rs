@@ -125,6 +125,10 @@ async fn under_ten_percent_throttling_and_five_percent_outages_every_answer_is_c
         assert_eq!(answer, expected, "an answer differs under faults");
     }
     let stormy_requests = stats["graph_requests"].as_u64().unwrap();
+    eprintln!(
+        "chaos: {stormy_requests} Graph requests with {} faults injected, {calm_requests} without",
+        stats["faults_injected"]
+    );
     assert!(
         (stormy_requests as f64) <= 1.3 * calm_requests as f64,
         "{stormy_requests} Graph requests under faults vs {calm_requests} without"
@@ -217,6 +221,7 @@ async fn a_total_outage_is_not_amplified_and_the_breaker_opens_then_closes() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let attempts = app.stats().await["graph_requests"].as_u64().unwrap();
+    eprintln!("outage: {attempts} upstream attempts for {offered} offered requests");
     assert!(
         attempts as f64 <= 1.2 * offered as f64 + 10.0,
         "{attempts} upstream attempts for {offered} requests"
