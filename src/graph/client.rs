@@ -385,13 +385,17 @@ impl GraphClient {
         let mut attempt = 0;
         self.inner.budget.record_request();
         loop {
-            if let Err(wait) = self.inner.breaker.admit() {
-                return Err(GraphError::CircuitOpen { retry_after: wait });
-            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(GraphError::Timeout);
             }
+            let probe = match self.inner.breaker.admit() {
+                Ok(probe) => probe,
+                Err(wait) => return Err(GraphError::CircuitOpen { retry_after: wait }),
+            };
+            // If this call is the half-open probe and ends without an outcome (token
+            // failure, cancelled caller), the next call must be allowed to probe.
+            let _probe = probe.then_some(ProbeRelease(&self.inner.breaker));
             let outcome = match self.inner.tokens.token(access).await {
                 Ok(token) => {
                     self.attempt(
@@ -412,6 +416,8 @@ impl GraphClient {
                     return Ok(body);
                 }
                 Err(GraphError::Api { status: 401, .. }) if !renewed_token => {
+                    // Graph answered, so the host is healthy; only our token was stale.
+                    self.inner.breaker.record(false);
                     renewed_token = true;
                     self.inner.tokens.invalidate(&access.identity).await;
                     continue;
@@ -474,6 +480,14 @@ impl GraphClient {
             "graph call"
         );
         read_success(response).await
+    }
+}
+
+struct ProbeRelease<'a>(&'a Breaker);
+
+impl Drop for ProbeRelease<'_> {
+    fn drop(&mut self) {
+        self.0.release_probe();
     }
 }
 

@@ -152,18 +152,24 @@ impl Breaker {
         }
     }
 
-    /// `Err(wait)` while open; `Ok(())` when a call may go (the one probe when half open).
-    pub fn admit(&self) -> Result<(), Duration> {
+    /// `Err(wait)` while open; `Ok(is_probe)` when a call may go (`true` for the one probe
+    /// let through when half open).
+    pub fn admit(&self) -> Result<bool, Duration> {
         let mut inner = self.state.lock().expect("breaker lock");
         match inner.opened_at {
-            None => Ok(()),
+            None => Ok(false),
             Some(at) if at.elapsed() < self.open_for => Err(self.open_for - at.elapsed()),
             Some(_) if inner.probing => Err(Duration::from_secs(1)),
             Some(_) => {
                 inner.probing = true;
-                Ok(())
+                Ok(true)
             }
         }
+    }
+
+    /// Lets another call probe when the probe ended without an outcome.
+    pub fn release_probe(&self) {
+        self.state.lock().expect("breaker lock").probing = false;
     }
 
     pub fn record(&self, failed: bool) {
@@ -343,11 +349,11 @@ mod tests {
         assert_eq!(breaker.state(), BreakerState::Open);
         assert!(breaker.admit().is_err());
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(breaker.admit(), Ok(()));
+        assert_eq!(breaker.admit(), Ok(true));
         assert!(breaker.admit().is_err(), "only one probe at a time");
         breaker.record(false);
         assert_eq!(breaker.state(), BreakerState::Closed);
-        assert_eq!(breaker.admit(), Ok(()));
+        assert_eq!(breaker.admit(), Ok(false));
     }
 
     #[test]
@@ -388,11 +394,21 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_that_ends_without_an_outcome_lets_the_next_call_probe() {
+        let breaker = Breaker::new(1, Duration::from_millis(20));
+        breaker.record(true);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(breaker.admit(), Ok(true));
+        breaker.release_probe();
+        assert_eq!(breaker.admit(), Ok(true), "stuck half-open");
+    }
+
+    #[test]
     fn a_failed_probe_opens_the_breaker_again() {
         let breaker = Breaker::new(1, Duration::from_millis(20));
         breaker.record(true);
         std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(breaker.admit(), Ok(()));
+        assert_eq!(breaker.admit(), Ok(true));
         breaker.record(true);
         assert_eq!(breaker.state(), BreakerState::Open);
     }
