@@ -58,16 +58,9 @@ pub async fn handler(
     let timeout = crate::rest::requested_timeout(&headers);
     let session = match Session::open_with_timeout(&state.services, caller, timeout).await {
         Ok(session) => session,
-        Err(e) => {
-            let status = match e {
-                ServiceError::Forbidden(_) | ServiceError::ReconnectRequired { .. } => {
-                    StatusCode::FORBIDDEN
-                }
-                ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            return request_error(status, e);
-        }
+        // A request-level failure (before any field runs) takes the same HTTP status as
+        // on REST.
+        Err(e) => return request_error(crate::rest::status_of(&e), e),
     };
     let response: GraphQLResponse = state
         .schema
