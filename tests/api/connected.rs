@@ -20,7 +20,6 @@ struct Setup {
     app: TestApp,
     /// A client that does not follow redirects, like a careful test browser.
     browser: reqwest::Client,
-    db: std::path::PathBuf,
 }
 
 async fn setup(resources: &[&str]) -> Setup {
@@ -52,12 +51,7 @@ async fn setup(resources: &[&str]) -> Setup {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    Setup {
-        emu,
-        app,
-        browser,
-        db,
-    }
+    Setup { emu, app, browser }
 }
 
 fn crm() -> String {
@@ -181,7 +175,6 @@ async fn a_user_connects_once_and_the_caller_then_acts_as_them() {
         DEMO_USER_UPN
     );
     assert_eq!(list["data"][0]["revoked"], false);
-    let _ = &s.db;
 }
 
 #[tokio::test]

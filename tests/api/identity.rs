@@ -14,8 +14,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    INTRANET, INTRANET_SECRET, TestApp, loopback, obo_config, obo_setup, real_mode_config,
-    spawn_app, spawn_app_with, test_token, user_token,
+    INTRANET, INTRANET_SECRET, loopback, obo_config, obo_setup, real_mode_config, spawn_app,
+    spawn_app_with, test_token, user_token,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -100,12 +100,11 @@ async fn a_certificate_entra_does_not_know_gives_an_upstream_error_not_a_500() {
 }
 
 /// Two other ordinary users of the emulated tenant.
-async fn other_users(app: &TestApp) -> Vec<String> {
+async fn other_users() -> Vec<String> {
     let demo = spawn_app().await;
     let data = demo
         .graphql_data("{ users(first: 20) { nodes { userPrincipalName } } }")
         .await;
-    let _ = app;
     data["users"]["nodes"]
         .as_array()
         .unwrap()
@@ -122,7 +121,7 @@ async fn other_users(app: &TestApp) -> Vec<String> {
 #[tokio::test]
 async fn obo_callers_see_their_own_user_and_two_users_never_share_an_answer() {
     let (emu, app) = obo_setup(&["users.read"]).await;
-    let others = other_users(&app).await;
+    let others = other_users().await;
     let a = user_token(&emu, &others[0]);
     let b = user_token(&emu, &others[1]);
     app.reset_stats().await;

@@ -108,7 +108,7 @@ async fn row_05_hostile_kids_are_refused_and_never_fetched() {
 
 #[tokio::test]
 async fn row_06_key_urls_in_the_header_are_never_used() {
-    let (app, idp, _key) = setup().await;
+    let (app, _idp, _key) = setup().await;
     let attacker = SigningKey::generate("attacker");
     let attacker_idp = TestIdp::start(&[&attacker]).await;
     for field in ["jku", "x5u"] {
@@ -140,7 +140,6 @@ async fn row_06_key_urls_in_the_header_are_never_used() {
         0,
         "the gateway fetched a key URL from a token"
     );
-    let _ = idp;
 }
 
 #[tokio::test]
