@@ -4,6 +4,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{Page, ServiceError, Session};
+
 use crate::graph::models;
 use crate::graph::{GraphGet, GraphUrl, odata_string, search_clause};
 
@@ -69,6 +70,11 @@ impl UserSelect {
             fields,
             manager: None,
         }
+    }
+
+    /// True when every property `other` asks for is among these.
+    fn covers(&self, other: &UserSelect) -> bool {
+        other.fields.iter().all(|f| self.fields.contains(f))
     }
 
     /// Also fetch each user's manager in the same request (`$expand=manager`).
@@ -158,6 +164,32 @@ impl Group {
             group_types: group.group_types,
             visibility: group.visibility,
         })
+    }
+}
+
+impl Session {
+    /// Maps a Graph user and remembers the manager that came expanded with it, so a later
+    /// `manager` lookup of the same user in this request (a manager chain whose people are
+    /// in the list already) needs no Graph call.
+    fn adopt(&self, user: models::User, select: &UserSelect) -> Result<User, ServiceError> {
+        let user = User::from_graph(user, select.manager.is_some())?;
+        if let (Some(manager_select), Some(manager)) = (&select.manager, &user.manager) {
+            self.known_managers
+                .lock()
+                .expect("known managers lock")
+                .insert(
+                    user.id.to_ascii_lowercase(),
+                    (manager_select.as_ref().clone(), manager.as_deref().cloned()),
+                );
+        }
+        Ok(user)
+    }
+
+    /// A manager already seen in this request with at least the selected properties.
+    fn known_manager(&self, user_id: &str, select: &UserSelect) -> Option<Option<User>> {
+        let known = self.known_managers.lock().expect("known managers lock");
+        let (seen_with, manager) = known.get(&user_id.to_ascii_lowercase())?;
+        seen_with.covers(select).then(|| manager.clone())
     }
 }
 
@@ -251,7 +283,7 @@ impl Session {
             .get_json(GraphGet::new(url))
             .await
             .map_err(|e| self.upstream(e, &what))?;
-        User::from_graph(user, select.manager.is_some())
+        self.adopt(user, select)
     }
 
     /// The user the caller acts for.
@@ -264,7 +296,7 @@ impl Session {
                 .get_json(GraphGet::new(url))
                 .await
                 .map_err(|e| self.upstream(e, "the signed-in user"))?;
-            return User::from_graph(user, select.manager.is_some());
+            return self.adopt(user, select);
         }
         let user = self.caller.user.clone().ok_or_else(|| {
             ServiceError::Forbidden(format!(
@@ -285,6 +317,11 @@ impl Session {
         user_id: &str,
         select: &UserSelect,
     ) -> Result<Option<User>, ServiceError> {
+        self.require("users.read")?;
+        let target = self.resolve_user(user_id)?;
+        if let Some(known) = self.known_manager(&target, select) {
+            return Ok(known);
+        }
         let wrapper = UserSelect::from_names([]).with_manager(select.clone());
         let user = self.user(user_id, &wrapper).await?;
         Ok(user.manager.flatten().map(|m| *m))
@@ -337,8 +374,7 @@ impl Session {
                 "users",
             )
             .await?;
-        let expanded = select.manager.is_some();
-        page.map(|u| User::from_graph(u, expanded))
+        page.map(|u| self.adopt(u, select))
     }
 
     /// A page of a user's direct reports (users only; org contacts are skipped by the cast).
@@ -361,7 +397,7 @@ impl Session {
         let what = format!("direct reports of user '{user_id}'");
         self.page::<models::User>(GraphGet::new(url), &path, first, after, &what)
             .await?
-            .map(|u| User::from_graph(u, select.manager.is_some()))
+            .map(|u| self.adopt(u, select))
     }
 
     /// A page of the groups a user is a direct member of.
@@ -418,6 +454,6 @@ impl Session {
         let what = format!("members of group '{group_id}'");
         self.page::<models::User>(GraphGet::new(url), &path, first, after, &what)
             .await?
-            .map(|u| User::from_graph(u, select.manager.is_some()))
+            .map(|u| self.adopt(u, select))
     }
 }

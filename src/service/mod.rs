@@ -176,6 +176,11 @@ pub struct Session {
     access: Access,
     services: Services,
     batcher: GraphBatcher,
+    /// Managers that came expanded with users earlier in this request, by user id, with
+    /// the selection they were fetched with (see `directory::Session::adopt`).
+    known_managers: std::sync::Mutex<
+        std::collections::HashMap<String, (directory::UserSelect, Option<directory::User>)>,
+    >,
 }
 
 impl Session {
@@ -238,6 +243,7 @@ impl Session {
             caller,
             access,
             services: services.clone(),
+            known_managers: Default::default(),
         })
     }
 

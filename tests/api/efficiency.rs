@@ -75,3 +75,25 @@ async fn identical_concurrent_queries_share_one_graph_call() {
     join_all(queries).await;
     assert_eq!(app.graph_requests().await, 1);
 }
+
+#[tokio::test]
+async fn a_manager_chain_within_the_listed_people_costs_one_graph_request() {
+    let app = spawn_app().await;
+    app.graphql_data("{ me { id } }").await;
+    app.reset_stats().await;
+    // Every one of the 60 people is listed, so every manager's manager is already known
+    // from the list's own `$expand=manager`.
+    let data = app
+        .graphql_data(
+            "{ users(first: 100) { nodes { id manager { id manager { id manager { id } } } } } }",
+        )
+        .await;
+    let nodes = data["users"]["nodes"].as_array().unwrap();
+    assert!(nodes.len() >= 60);
+    let with_grand_manager = nodes
+        .iter()
+        .filter(|n| !n["manager"]["manager"].is_null())
+        .count();
+    assert!(with_grand_manager > 10, "{data}");
+    assert_eq!(app.graph_requests().await, 1, "{}", app.stats().await);
+}
