@@ -200,16 +200,11 @@ impl Authenticator {
     /// A configured caller by name, without any token data (the connect flow's callback,
     /// which arrives from a browser, not from the caller).
     pub fn configured_caller(&self, name: &str) -> Option<Caller> {
-        let entry = self.callers.values().find(|c| c.name == name)?;
-        let (issuer, client_id) = self
-            .callers
-            .iter()
-            .find(|(_, c)| c.name == name)
-            .map(|(key, _)| key.clone())?;
+        let ((issuer, client_id), entry) = self.callers.iter().find(|(_, c)| c.name == name)?;
         Some(Caller {
             name: entry.name.clone(),
-            issuer,
-            client_id,
+            issuer: issuer.clone(),
+            client_id: client_id.clone(),
             subject: String::new(),
             mode: entry.mode,
             user: None,

@@ -411,8 +411,6 @@ impl GraphClient {
             let error = match outcome {
                 Ok(body) => {
                     self.inner.breaker.record(false);
-                    metrics::gauge!("graph_breaker_state")
-                        .set(self.inner.breaker.state().as_number());
                     return Ok(body);
                 }
                 Err(GraphError::Api { status: 401, .. }) if !renewed_token => {
@@ -425,7 +423,6 @@ impl GraphClient {
                 Err(error) => error,
             };
             self.inner.breaker.record(is_host_failure(&error));
-            metrics::gauge!("graph_breaker_state").set(self.inner.breaker.state().as_number());
             let Some(delay) = retry_delay(&error, attempt, settings) else {
                 return Err(error);
             };

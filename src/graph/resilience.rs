@@ -106,7 +106,7 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
-    /// For the `graph_breaker_state` gauge.
+    /// For the `graph_breaker_state` gauge, which `Breaker::record` keeps current.
     pub fn as_number(self) -> f64 {
         match self {
             BreakerState::Closed => 0.0,
@@ -190,6 +190,11 @@ impl Breaker {
             inner.opened_at = None;
         }
         inner.probing = false;
+        let state = match inner.opened_at {
+            None => BreakerState::Closed,
+            Some(_) => BreakerState::Open,
+        };
+        metrics::gauge!("graph_breaker_state").set(state.as_number());
     }
 }
 

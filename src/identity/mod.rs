@@ -67,8 +67,8 @@ impl GraphIdentity {
                 user,
                 scopes,
                 ..
-            } => format!("user:{tenant}:{user}:{}", short_hash(scopes)),
-            GraphIdentity::Connected {
+            }
+            | GraphIdentity::Connected {
                 tenant,
                 user,
                 scopes,

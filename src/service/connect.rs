@@ -46,6 +46,14 @@ fn store_error(e: StoreError) -> ServiceError {
     ServiceError::Unavailable("the gateway's store is unavailable; retry later".into())
 }
 
+/// The store, which every step of the connect flow needs.
+fn store(services: &Services) -> Result<&crate::store::Store, ServiceError> {
+    services
+        .store
+        .as_ref()
+        .ok_or_else(|| ServiceError::Unavailable("connected callers need the store".into()))
+}
+
 fn random_token() -> Result<String, ServiceError> {
     let mut bytes = [0u8; 32];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| ServiceError::Internal)?;
@@ -79,14 +87,7 @@ pub async fn connected_user_id(
             ));
         }
     };
-    let store = services
-        .store
-        .as_ref()
-        .ok_or_else(|| ServiceError::Unavailable("connected callers need the store".into()))?;
-    let accounts = store
-        .list_connected_accounts(&caller.name)
-        .await
-        .map_err(store_error)?;
+    let accounts = list(services, &caller.name).await?;
     let found = accounts.iter().find(|a| {
         !a.revoked
             && (if is_guid(&named) {
@@ -106,10 +107,7 @@ pub async fn start(
     scopes: &[String],
     login_hint: Option<String>,
 ) -> Result<(String, String), ServiceError> {
-    let store = services
-        .store
-        .as_ref()
-        .ok_or_else(|| ServiceError::Unavailable("connected callers need the store".into()))?;
+    let store = store(services)?;
     let state = random_token()?;
     let verifier = random_token()?;
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
@@ -162,10 +160,7 @@ pub async fn finish(
     code: &str,
     lookup: impl Fn(&str) -> Option<Caller>,
 ) -> Result<(String, ConnectedUser), ServiceError> {
-    let store = services
-        .store
-        .as_ref()
-        .ok_or_else(|| ServiceError::Unavailable("connected callers need the store".into()))?;
+    let store = store(services)?;
     let pending = store
         .take_pending_connect(state)
         .await
@@ -228,11 +223,7 @@ pub async fn list(
     services: &Services,
     caller: &str,
 ) -> Result<Vec<ConnectedAccountInfo>, ServiceError> {
-    let store = services
-        .store
-        .as_ref()
-        .ok_or_else(|| ServiceError::Unavailable("connected callers need the store".into()))?;
-    store
+    store(services)?
         .list_connected_accounts(caller)
         .await
         .map_err(store_error)
@@ -240,20 +231,13 @@ pub async fn list(
 
 /// Revokes a connected user's grant and forgets their cached tokens.
 pub async fn revoke(services: &Services, caller: &str, user: &str) -> Result<bool, ServiceError> {
-    let store = services
-        .store
-        .as_ref()
-        .ok_or_else(|| ServiceError::Unavailable("connected callers need the store".into()))?;
-    let accounts = store
-        .list_connected_accounts(caller)
-        .await
-        .map_err(store_error)?;
+    let accounts = list(services, caller).await?;
     let Some(account) = accounts.iter().find(|a| {
         a.user_id.eq_ignore_ascii_case(user) || a.user_principal_name.eq_ignore_ascii_case(user)
     }) else {
         return Ok(false);
     };
-    let revoked = store
+    let revoked = store(services)?
         .revoke_connected_account(caller, &account.user_id)
         .await
         .map_err(store_error)?;
