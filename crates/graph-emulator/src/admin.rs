@@ -87,6 +87,13 @@ impl Recorder {
         self.push(record);
     }
 
+    /// Counts a request to Outlook's own surface (`/api/v2.0/...` upload URLs): by route and
+    /// in the request log, not in `graph_requests`.
+    pub(crate) fn outlook_request(&self, route: &str, record: RecordedRequest) {
+        bump(&self.routes, route);
+        self.push(record);
+    }
+
     /// Counts faults injected by fault rules.
     pub(crate) fn faults_injected(&self, n: u64) {
         self.faults_injected.fetch_add(n, Ordering::Relaxed);

@@ -1,11 +1,26 @@
-//! A faithful, stateful stand-in for Microsoft Graph v1.0 (directory slice) and Entra ID
-//! v2.0 (token endpoint with client credentials, on-behalf-of, authorization code + PKCE and
-//! refresh tokens; `/authorize`; discovery; JWKS), seeded with a fictional tenant.
+//! A faithful, stateful stand-in for Microsoft Graph v1.0 (directory slice and Outlook mail)
+//! and Entra ID v2.0 (token endpoint with client credentials, on-behalf-of, authorization code
+//! + PKCE and refresh tokens; `/authorize`; discovery; JWKS), seeded with a fictional tenant.
 //!
 //! One listener serves both: Entra under `/{tenant}/oauth2/v2.0/...` (and discovery), Graph
 //! under `/v1.0/...`, plus an unauthenticated admin surface under `/_emulator/...` for tests
 //! ("this query cost exactly N Graph calls"), which also takes fault rules at runtime
 //! (`/_emulator/faults`: throttling, outages, latency, hangs, resets, broken bodies).
+//!
+//! Mail (see README.md, "Mail"): every member user has an Exchange Online mailbox, created and
+//! seeded on first access — messages and folders (`/users/{id}/messages`, `/mailFolders`,
+//! `$filter`/`$orderby`/`$search`/`$select`/`$expand=attachments`, `$skip` paging, `Prefer:
+//! outlook.body-content-type`), drafts, `PATCH`, `DELETE`, `move`/`copy`, `sendMail`, `send`,
+//! replies and forwards with delivery to every tenant recipient's Inbox, attachments and
+//! large-attachment upload sessions (the pre-authenticated upload URLs live under
+//! `/api/v2.0/...`, outside `/v1.0`), and per-folder message delta. The demo user's Inbox holds
+//! 64 messages (with Inbox/Orders, Inbox/Invoices and Projects), the shared mailbox
+//! `SHARED_MAILBOX_UPN` order and invoice mail, everyone else 5–15 messages. Admin hooks:
+//! `GET /_emulator/mail/sent` (the sent log, `Emulator::sent_mail`) and
+//! `POST /_emulator/mail/expire-delta-tokens` (`Emulator::expire_mail_delta_tokens`).
+//! Simplifications are listed in the README: hard deletes, file attachments only, no MIME
+//! input, no immutable ids, `.Shared` scopes reach every mailbox, seeded mail has no twin in
+//! the sender's Sent Items.
 //!
 //! This crate deliberately knows nothing about the gateway: the two must not share a
 //! misreading of Graph.
@@ -15,21 +30,30 @@ mod clock;
 mod entra;
 mod faults;
 mod graph;
+mod mail;
 mod net;
 mod tenant;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, delete, get, post};
 
 pub use admin::{RecordedRequest, Stats};
 pub use faults::{Fault, FaultRule, FaultRuleStatus, RetryAfter};
+pub use mail::{SentAttachment, SentMail};
+
+/// Request bodies `/v1.0` accepts at the HTTP level. Graph's own limit for Outlook writes
+/// (4 MiB) is enforced by the handlers with Graph's 413; this only stops abuse.
+const GRAPH_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Request bodies the upload URLs (`/api/v2.0/...`) accept at the HTTP level; each chunk
+/// may be at most 4 MiB, which the handler enforces with a 413 of its own.
+const UPLOAD_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// The emulated tenant's id (used when `EmulatorConfig::tenant_id` is left at its default).
 pub const DEFAULT_TENANT_ID: &str = "3c7e1f5a-9b2d-4e8f-a1c6-5d4b3a2f1e0d";
@@ -52,6 +76,11 @@ pub const MFA_USER_UPN: &str = "marguerite.fenwick@kestrelridge.example";
 /// `/authorize` answers `error=consent_required`, the token endpoint `invalid_grant`
 /// AADSTS65001 with `suberror: consent_required`.
 pub const CONSENT_USER_UPN: &str = "dashiell.okafor@kestrelridge.example";
+/// A shared mailbox present in every tenant of 10 users or more: a `Member` user "Orders"
+/// with sign-in disabled (`accountEnabled: false`) and no manager, as Exchange creates shared
+/// mailboxes. It replaces one generated person, so the tenant keeps its configured size. Its
+/// Inbox holds order and invoice mail from external senders (see the crate docs, "Mail").
+pub const SHARED_MAILBOX_UPN: &str = "orders@kestrelridge.example";
 /// The id of the Conditional Access policy in the `claims` challenge for `MFA_USER_UPN`:
 /// `{"access_token":{"capolids":{"essential":true,"values":["<this>"]}}}`.
 pub const MFA_POLICY_ID: &str = "5f2b7c1e-8d4a-4e9b-b3a6-0c7d1e2f3a4b";
@@ -267,6 +296,8 @@ pub(crate) struct EmulatorState {
     pub(crate) faults: faults::FaultSet,
     /// Outlook requests in flight per (app, mailbox).
     pub(crate) mailboxes: graph::MailboxLimiter,
+    /// Every mailbox (created on first access), upload sessions, the sent log.
+    pub(crate) mail: Mutex<mail::MailStore>,
 }
 
 impl Emulator {
@@ -280,6 +311,7 @@ impl Emulator {
         let keys = entra::KeyRing::generate();
         let apps = entra::AppDirectory::new(&config.apps);
         let rules = config.faults.clone();
+        let mail_store = Mutex::new(mail::MailStore::new(config.seed, clock::now_unix()));
         let emulator = Emulator {
             state: Arc::new(EmulatorState {
                 faults: faults::FaultSet::new(config.seed),
@@ -290,6 +322,7 @@ impl Emulator {
                 sessions: entra::Sessions::default(),
                 recorder: admin::Recorder::default(),
                 mailboxes: graph::MailboxLimiter::default(),
+                mail: mail_store,
             }),
         };
         for rule in rules {
@@ -313,9 +346,23 @@ impl Emulator {
             )
             .route("/{tenant}/discovery/v2.0/keys", get(entra::jwks))
             .route("/{tenant}/discovery/keys", get(entra::jwks))
-            .route("/v1.0", any(graph::http_entry))
-            .route("/v1.0/", any(graph::http_entry))
-            .route("/v1.0/{*rest}", any(graph::http_entry))
+            .route(
+                "/v1.0",
+                any(graph::http_entry).layer(DefaultBodyLimit::max(GRAPH_BODY_LIMIT)),
+            )
+            .route(
+                "/v1.0/",
+                any(graph::http_entry).layer(DefaultBodyLimit::max(GRAPH_BODY_LIMIT)),
+            )
+            .route(
+                "/v1.0/{*rest}",
+                any(graph::http_entry).layer(DefaultBodyLimit::max(GRAPH_BODY_LIMIT)),
+            )
+            // Outlook's pre-authenticated large-attachment upload URLs.
+            .route(
+                "/api/v2.0/{*rest}",
+                any(graph::upload_entry).layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT)),
+            )
             .route("/_emulator/stats", get(admin::get_stats))
             .route("/_emulator/stats/reset", post(admin::reset_stats))
             .route("/_emulator/requests", get(admin::get_requests))
@@ -328,6 +375,11 @@ impl Emulator {
                     .delete(admin::clear_faults),
             )
             .route("/_emulator/faults/{id}", delete(admin::remove_fault))
+            .route("/_emulator/mail/sent", get(graph::sent_mail))
+            .route(
+                "/_emulator/mail/expire-delta-tokens",
+                post(graph::expire_delta_tokens),
+            )
             .fallback(graph::unknown_version)
             .layer(middleware::from_fn_with_state(
                 self.clone(),
@@ -489,6 +541,18 @@ impl Emulator {
     /// delayed or hanging are not released.
     pub fn clear_faults(&self) {
         self.state.faults.clear();
+    }
+
+    /// Every message sent so far (`sendMail`, `send`, `reply`, `replyAll`, `forward`), oldest
+    /// first: what `GET /_emulator/mail/sent` lists. `reset_stats` does not clear it.
+    pub fn sent_mail(&self) -> Vec<SentMail> {
+        graph::sent_messages(&self.state)
+    }
+
+    /// Invalidates every outstanding message delta token (and delta paging token): the next
+    /// delta call with one gets 410 `syncStateNotFound`, as when Exchange drops a sync state.
+    pub fn expire_mail_delta_tokens(&self) {
+        graph::expire_tokens(&self.state);
     }
 
     pub(crate) fn state(&self) -> &EmulatorState {

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::{CONSENT_USER_UPN, DEMO_USER_UPN, MFA_USER_UPN, TENANT_DOMAIN};
+use crate::{CONSENT_USER_UPN, DEMO_USER_UPN, MFA_USER_UPN, SHARED_MAILBOX_UPN, TENANT_DOMAIN};
 
 /// The company every seed invents. Not a real company.
 pub(crate) const COMPANY_NAME: &str = "Kestrel Ridge Outfitters";
@@ -32,6 +32,8 @@ const MFA_SURNAME: &str = "Fenwick";
 /// The fixed user who has consented to no application (see `CONSENT_USER_UPN`).
 const CONSENT_GIVEN: &str = "Dashiell";
 const CONSENT_SURNAME: &str = "Okafor";
+/// The shared mailbox's display name (see `SHARED_MAILBOX_UPN`).
+pub(crate) const SHARED_MAILBOX_NAME: &str = "Orders";
 /// Where the personal addresses of `otherMails` live (reserved `.example` domain).
 const PERSONAL_MAIL_DOMAIN: &str = "trailpost.example";
 
@@ -113,6 +115,8 @@ pub(crate) struct Tenant {
     pub roles: Vec<DirectoryRole>,
     user_by_id: HashMap<String, usize>,
     user_by_upn: HashMap<String, usize>,
+    /// Every `mail` and `proxyAddresses` address (lower-case, without `smtp:`), for mail routing.
+    user_by_address: HashMap<String, usize>,
     group_by_id: HashMap<String, usize>,
     role_by_id: HashMap<String, usize>,
     /// For each group, the groups it is a direct member of.
@@ -127,6 +131,16 @@ impl Tenant {
             .get(&key)
             .or_else(|| self.user_by_upn.get(&key))
             .copied()
+    }
+
+    /// `find_user`, then any SMTP address of a user (`mail` or a `proxyAddresses` alias),
+    /// case-insensitively: how Exchange resolves `/users/{address}` and mail recipients.
+    pub fn find_user_or_address(&self, key: &str) -> Option<usize> {
+        self.find_user(key).or_else(|| {
+            self.user_by_address
+                .get(&key.trim().to_ascii_lowercase())
+                .copied()
+        })
     }
 
     pub fn find_group(&self, id: &str) -> Option<usize> {
@@ -289,9 +303,20 @@ impl Tenant {
             }
         }
 
-        tenant.build_groups(&mut rng, &plan, ceo, &vps, demo_user);
+        // The shared mailbox replaces the second-to-last member of the last department (an
+        // individual contributor, never a fixed person), after every draw that person took part
+        // in, so the rest of the tenant stays as it was and the size stays as configured.
+        let mut shared = None;
+        if plan.has_fixed_people {
+            let last_dept_end = 1 + plan.departments.len() + plan.headcounts.iter().sum::<usize>();
+            let idx = last_dept_end - 2;
+            tenant.make_shared_mailbox(idx);
+            shared = Some(idx);
+        }
+
+        tenant.build_groups(&mut rng, &plan, ceo, &vps, demo_user, shared);
         tenant.build_roles(&mut rng, &plan, ceo, &vps, demo_user);
-        tenant.assign_addresses(demo_user);
+        tenant.assign_addresses(demo_user, shared);
         tenant.index();
         tenant
     }
@@ -308,11 +333,38 @@ impl Tenant {
         u.user_principal_name = upn.to_string();
     }
 
+    /// Turns a generated person into the shared mailbox `SHARED_MAILBOX_UPN`: no manager, no
+    /// job, sign-in disabled (as Exchange creates shared mailboxes), a plain `Member`.
+    fn make_shared_mailbox(&mut self, idx: usize) {
+        if let Some(m) = self.users[idx].manager.take() {
+            self.users[m].direct_reports.retain(|&r| r != idx);
+        }
+        let local = SHARED_MAILBOX_UPN
+            .split('@')
+            .next()
+            .unwrap_or(SHARED_MAILBOX_UPN);
+        let u = &mut self.users[idx];
+        u.display_name = SHARED_MAILBOX_NAME.to_string();
+        u.given_name = None;
+        u.surname = None;
+        u.mail = Some(SHARED_MAILBOX_UPN.to_string());
+        u.mail_nickname = local.to_string();
+        u.user_principal_name = SHARED_MAILBOX_UPN.to_string();
+        u.job_title = None;
+        u.department = None;
+        u.office_location = None;
+        u.business_phones = Vec::new();
+        u.mobile_phone = None;
+        u.employee_id = None;
+        u.account_enabled = false;
+    }
+
     /// Proxy addresses and personal `otherMails`, derived from the names (no random draws, so
     /// the rest of the data is unchanged): every third member, and the demo user, also has a
     /// short alias such as `smtp:tgreaves@kestrelridge.example`; aliases are unique, as
-    /// Exchange requires. Every seventh member and the demo user list a personal address.
-    fn assign_addresses(&mut self, demo_user: Option<usize>) {
+    /// Exchange requires. Every seventh member and the demo user list a personal address
+    /// (the shared mailbox never does).
+    fn assign_addresses(&mut self, demo_user: Option<usize>, shared: Option<usize>) {
         let mut taken: std::collections::HashSet<String> = self
             .users
             .iter()
@@ -338,7 +390,7 @@ impl Tenant {
                     }
                 }
             }
-            let personal = (member && i % 7 == 3) || Some(i) == demo_user;
+            let personal = ((member && i % 7 == 3) || Some(i) == demo_user) && Some(i) != shared;
             let local = u.mail_nickname.clone();
             let created = u.created_date_time.clone();
             let u = &mut self.users[i];
@@ -571,6 +623,7 @@ impl Tenant {
         ceo: usize,
         vps: &[usize],
         demo_user: Option<usize>,
+        shared: Option<usize>,
     ) {
         let everyone: Vec<DirObj> = (0..self.users.len()).map(DirObj::User).collect();
         self.push_group(
@@ -633,7 +686,8 @@ impl Tenant {
             let mut members = Vec::new();
             for u in 0..self.users.len() {
                 let pick = rng.below(100) < 15 || (n < 2 && Some(u) == demo_user);
-                if pick {
+                // The shared mailbox draws like everyone (the stream stays as before), joins none.
+                if pick && Some(u) != shared {
                     members.push(DirObj::User(u));
                 }
             }
@@ -707,6 +761,16 @@ impl Tenant {
             self.user_by_id.insert(u.id.to_ascii_lowercase(), i);
             self.user_by_upn
                 .insert(u.user_principal_name.to_ascii_lowercase(), i);
+            let proxies = u.proxy_addresses.iter().filter_map(|p| {
+                p.split_once(':')
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("smtp"))
+                    .map(|(_, address)| address)
+            });
+            for address in u.mail.iter().map(String::as_str).chain(proxies) {
+                self.user_by_address
+                    .entry(address.to_ascii_lowercase())
+                    .or_insert(i);
+            }
         }
         self.group_parents = vec![Vec::new(); self.groups.len()];
         for (i, g) in self.groups.iter().enumerate() {
@@ -1147,7 +1211,8 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(t.users.len(), 10_000);
-        assert_eq!(t.users.iter().filter(|u| u.manager.is_none()).count(), 1);
+        // The CEO, and the shared mailbox (not a person).
+        assert_eq!(t.users.iter().filter(|u| u.manager.is_none()).count(), 2);
     }
 
     #[test]
@@ -1155,11 +1220,12 @@ mod tests {
         for size in [10, 11, 25, 60, 500] {
             let t = Tenant::generate(size, 1);
             assert_eq!(t.users.len(), size);
-            assert_eq!(
-                t.users.iter().filter(|u| u.manager.is_none()).count(),
-                1,
-                "size {size}"
-            );
+            let people_without_manager = t
+                .users
+                .iter()
+                .filter(|u| u.manager.is_none() && u.user_principal_name != SHARED_MAILBOX_UPN)
+                .count();
+            assert_eq!(people_without_manager, 1, "size {size}");
             let depth = |mut i: usize| {
                 let mut d = 1;
                 while let Some(m) = t.users[i].manager {
@@ -1234,6 +1300,55 @@ mod tests {
                 assert_eq!(t.users.len(), size);
             }
         }
+    }
+
+    #[test]
+    fn the_shared_mailbox_replaces_one_person_and_leaves_the_fixed_people_alone() {
+        for seed in [0, 1, 42, 9999] {
+            for size in [10, 11, 25, 60, 1000] {
+                let t = Tenant::generate(size, seed);
+                assert_eq!(t.users.len(), size);
+                let i = t.find_user(SHARED_MAILBOX_UPN).expect("shared mailbox");
+                let u = &t.users[i];
+                assert_eq!(u.display_name, SHARED_MAILBOX_NAME);
+                assert!(u.manager.is_none() && u.direct_reports.is_empty());
+                assert!(!u.account_enabled);
+                assert_eq!(u.user_type, "Member");
+                assert!(u.other_mails.is_empty());
+                for upn in [DEMO_USER_UPN, MFA_USER_UPN, CONSENT_USER_UPN] {
+                    let f = t.find_user(upn).expect("fixed user");
+                    assert_ne!(f, i);
+                    assert!(!t.users[f].direct_reports.contains(&i));
+                }
+                for m in &u.member_of {
+                    let DirObj::Group(g) = m else {
+                        panic!("the shared mailbox holds no role")
+                    };
+                    assert_eq!(t.groups[*g].display_name, "All Staff");
+                }
+            }
+        }
+        // Nothing below 10 users.
+        assert!(
+            Tenant::generate(9, 1)
+                .find_user(SHARED_MAILBOX_UPN)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn users_are_found_by_any_smtp_address() {
+        let t = Tenant::generate(60, 42);
+        let demo = t.find_user(DEMO_USER_UPN).expect("demo");
+        assert_eq!(
+            t.find_user_or_address(&format!("TGreaves@{TENANT_DOMAIN}")),
+            Some(demo)
+        );
+        assert_eq!(
+            t.find_user_or_address(&DEMO_USER_UPN.to_uppercase()),
+            Some(demo)
+        );
+        assert_eq!(t.find_user_or_address("nobody@kestrelridge.example"), None);
     }
 
     #[test]

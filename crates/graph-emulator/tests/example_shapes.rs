@@ -13,15 +13,20 @@
 //! - where the request fixes the property set (`$select`, or the default set), the emulator
 //!   returns no other properties (annotations such as `@odata.context` aside);
 //! - text bodies (`/$count`) are text numbers on both sides.
+//!
+//! The mail examples (`tests/fixtures/mail-examples.jsonl`) run in file order against one
+//! emulator, as the demo user (`/me`), each paired with an equivalent request by hand; the
+//! examples without a response body (sendMail, reply, forward) are checked for their status.
 
 mod common;
 
 use common::*;
-use graph_emulator::{DEFAULT_CLIENT_ID, DEMO_USER_UPN, TENANT_DOMAIN};
-use reqwest::StatusCode;
+use graph_emulator::{DEFAULT_CLIENT_ID, DEMO_USER_UPN, SHARED_MAILBOX_UPN, TENANT_DOMAIN};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const FIXTURES: &str = include_str!("fixtures/directory-examples.jsonl");
+const MAIL_FIXTURES: &str = include_str!("fixtures/mail-examples.jsonl");
 
 /// Who calls: the app, or a delegated token for a user (for `/me`).
 #[derive(Clone, Copy)]
@@ -326,6 +331,346 @@ async fn every_documented_directory_response_has_the_emulators_key_shape() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(compared, 21, "every documented response body was compared");
+}
+
+/// What the mail examples share as they run in order.
+struct MailRun<'a> {
+    h: &'a Harness,
+    token: String,
+    /// Newest first.
+    inbox: Vec<String>,
+    draft: String,
+    /// The nextLink of `get_messages_delta_1`, the deltaLink of `get_messages_delta_3`.
+    next_link: Option<String>,
+    delta_link: Option<String>,
+}
+
+impl MailRun<'_> {
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.h
+            .call(method, url, body.as_ref(), Some(&self.token), headers)
+            .await
+    }
+
+    async fn get(&self, url: &str) -> Reply {
+        self.call(Method::GET, url, None, &[]).await
+    }
+
+    /// The emulator's answer to the request equivalent to a documented mail example, and
+    /// whether that request fixes the property set.
+    async fn equivalent(&mut self, page: &str, name: &str) -> Option<(Reply, bool)> {
+        let inbox = |i: usize| enc(&self.inbox[i]);
+        let draft = enc(&self.draft);
+        let maxpage2 = [("Prefer", "odata.maxpagesize=2")];
+        let colleague = format!("aidan.reed@{TENANT_DOMAIN}");
+        Some(match (page, name) {
+            ("user-list-messages", "get_messages") => (self.get("/me/messages?$select=sender,subject").await, true),
+            ("message-get", "get_message") => (self.get(&format!("/me/messages/{}", inbox(0))).await, false),
+            ("message-get", "get_message_headers") => (
+                self.get(&format!("/me/messages/{}/?$select=internetMessageHeaders", inbox(0))).await,
+                true,
+            ),
+            ("message-get", "get_message_in_text") => {
+                let reply = self
+                    .call(
+                        Method::GET,
+                        &format!("/me/messages/{}/?$select=subject,body,bodyPreview,uniqueBody", inbox(1)),
+                        None,
+                        &[("Prefer", "outlook.body-content-type=\"text\"")],
+                    )
+                    .await;
+                assert_eq!(reply.header("preference-applied"), Some("outlook.body-content-type=\"text\""));
+                (reply, true)
+            }
+            ("message-get", "get_message_in_mime") => (self.get(&format!("/me/messages/{}/$value", inbox(2))).await, false),
+            ("message-createreply", "message_createreply") => (
+                self.call(Method::POST, &format!("/me/messages/{}/createReply", inbox(3)), None, &[]).await,
+                false,
+            ),
+            ("message-move", "message_move") => (
+                self.call(Method::POST, &format!("/me/messages/{}/move", inbox(4)), Some(json!({"destinationId": "deleteditems"})), &[])
+                    .await,
+                false,
+            ),
+            // The documented body has an empty contentType, which Graph would refuse.
+            ("message-update", "update_message") => (
+                self.call(
+                    Method::PATCH,
+                    &format!("/me/messages/{draft}"),
+                    Some(json!({"subject": "subject-value", "body": {"contentType": "text", "content": "content-value"}, "inferenceClassification": "other"})),
+                    &[],
+                )
+                .await,
+                false,
+            ),
+            ("message-delta", "message_delta") => (
+                self.call(Method::GET, "/me/mailFolders/inbox/messages/delta", None, &maxpage2).await,
+                false,
+            ),
+            ("concepts/delta-query-messages", "get_messages_delta_1") => {
+                let reply = self
+                    .call(Method::GET, "/me/mailfolders/inbox/messages/delta?$select=subject,sender,isRead", None, &maxpage2)
+                    .await;
+                self.next_link = reply.json()["@odata.nextLink"].as_str().map(str::to_string);
+                (reply, true)
+            }
+            ("concepts/delta-query-messages", "get_messages_delta_2") => {
+                let next = self.next_link.clone().expect("a nextLink from the first page");
+                (self.call(Method::GET, &next, None, &maxpage2).await, true)
+            }
+            // The last page of a sync: Projects holds two messages, one page.
+            ("concepts/delta-query-messages", "get_messages_delta_3") => {
+                let projects = self.get("/me/mailFolders?$filter=displayName eq 'Projects'").await.json();
+                let id = projects["value"][0]["id"].as_str().expect("Projects").to_string();
+                let reply = self
+                    .call(
+                        Method::GET,
+                        &format!("/me/mailFolders/{}/messages/delta?$select=subject,sender,isRead", enc(&id)),
+                        None,
+                        &maxpage2,
+                    )
+                    .await;
+                self.delta_link = reply.json()["@odata.deltaLink"].as_str().map(str::to_string);
+                (reply, true)
+            }
+            // The next round, after one message was deleted and the other read.
+            ("concepts/delta-query-messages", "get_messages_delta_next") => {
+                let delta = self.delta_link.clone().expect("a deltaLink");
+                let projects = self.get("/me/mailFolders?$filter=displayName eq 'Projects'").await.json();
+                let id = projects["value"][0]["id"].as_str().expect("Projects").to_string();
+                let messages = self.get(&format!("/me/mailFolders/{}/messages?$select=id", enc(&id))).await.json();
+                let ids: Vec<String> = messages["value"]
+                    .as_array()
+                    .expect("value")
+                    .iter()
+                    .filter_map(|m| m["id"].as_str().map(str::to_string))
+                    .collect();
+                self.call(Method::DELETE, &format!("/me/messages/{}", enc(&ids[0])), None, &[]).await;
+                self.call(Method::PATCH, &format!("/me/messages/{}", enc(&ids[1])), Some(json!({"isRead": false})), &[])
+                    .await;
+                (self.call(Method::GET, &delta, None, &maxpage2).await, true)
+            }
+            // The documented contentBytes is truncated (not valid base64).
+            ("message-post-attachments", "create_file_attachment_from_message_v1") => (
+                self.call(
+                    Method::POST,
+                    &format!("/me/messages/{draft}/attachments"),
+                    Some(json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "smile", "contentBytes": "R0lGODdhEAAQAA=="})),
+                    &[],
+                )
+                .await,
+                true,
+            ),
+            ("attachment-createuploadsession", "attachment_createuploadsession") => (
+                self.call(
+                    Method::POST,
+                    &format!("/me/messages/{draft}/attachments/createUploadSession"),
+                    Some(json!({"AttachmentItem": {"attachmentType": "file", "name": "flower", "size": 3483322}})),
+                    &[],
+                )
+                .await,
+                true,
+            ),
+            ("user-list-mailfolders", "get_mailfolders") => (self.get("/me/mailFolders").await, false),
+            // A beta example: no folder is hidden here, the shape is the same.
+            ("user-list-mailfolders", "get_hiddenmailfolders") => {
+                (self.get("/me/mailFolders/?includeHiddenFolders=true").await, false)
+            }
+            ("mailfolder-list-messages", "mailfolder_get_messages") => (self.get("/me/mailFolders/inbox/messages").await, false),
+            ("user-sendmail", "user_sendmail") => (
+                self.call(
+                    Method::POST,
+                    "/me/sendMail",
+                    Some(json!({"message": {"subject": "Meet for lunch?", "body": {"contentType": "Text", "content": "The new cafeteria is open."},
+                        "toRecipients": [{"emailAddress": {"address": SHARED_MAILBOX_UPN}}],
+                        "ccRecipients": [{"emailAddress": {"address": colleague}}]}, "saveToSentItems": "false"})),
+                    &[],
+                )
+                .await,
+                false,
+            ),
+            ("user-sendmail", "user_sendmail_with_headers") => (
+                self.call(
+                    Method::POST,
+                    "/me/sendMail",
+                    Some(json!({"message": {"subject": "9/9/2018: concert", "body": {"contentType": "HTML", "content": "The group represents Nevada."},
+                        "toRecipients": [{"emailAddress": {"address": SHARED_MAILBOX_UPN}}],
+                        "internetMessageHeaders": [{"name": "x-custom-header-group-name", "value": "Nevada"}, {"name": "x-custom-header-group-id", "value": "NV001"}]}})),
+                    &[],
+                )
+                .await,
+                false,
+            ),
+            ("user-sendmail", "user_sendmail_with_attachment") => (
+                self.call(
+                    Method::POST,
+                    "/me/sendMail",
+                    Some(json!({"message": {"subject": "Meet for lunch?", "body": {"contentType": "Text", "content": "The new cafeteria is open."},
+                        "toRecipients": [{"emailAddress": {"address": SHARED_MAILBOX_UPN}}],
+                        "attachments": [{"@odata.type": "#microsoft.graph.fileAttachment", "name": "attachment.txt", "contentType": "text/plain", "contentBytes": "SGVsbG8gV29ybGQh"}]}})),
+                    &[],
+                )
+                .await,
+                false,
+            ),
+            // The documented body verbatim (its recipients are outside the tenant).
+            ("message-reply", "message_reply_v1") => (
+                self.call(
+                    Method::POST,
+                    &format!("/me/messages/{}/reply", inbox(5)),
+                    Some(json!({"message": {"toRecipients": [
+                        {"emailAddress": {"address": "samanthab@contoso.onmicrosoft.com", "name": "Samantha Booth"}},
+                        {"emailAddress": {"address": "randiw@contoso.onmicrosoft.com", "name": "Randi Welch"}}]},
+                        "comment": "Samantha, Randi, would you name the group please?"})),
+                    &[],
+                )
+                .await,
+                false,
+            ),
+            ("message-forward", "message_forward") => (
+                self.call(
+                    Method::POST,
+                    &format!("/me/messages/{}/forward", inbox(6)),
+                    Some(json!({"comment": "comment-value", "toRecipients": [{"emailAddress": {"name": "name-value", "address": SHARED_MAILBOX_UPN}}]})),
+                    &[],
+                )
+                .await,
+                false,
+            ),
+            _ => return None,
+        })
+    }
+}
+
+/// Where the documentation's sample status is wrong: the pages' own text says 201 Created
+/// for createReply and 202 Accepted for forward.
+fn documented_status(page: &str, name: &str, record: &Value) -> u16 {
+    match (page, name) {
+        ("message-createreply", "message_createreply") => 201,
+        ("message-forward", "message_forward") => 202,
+        _ => record["response"]["status"].as_u64().unwrap_or(200) as u16,
+    }
+}
+
+#[tokio::test]
+async fn every_documented_mail_response_has_the_emulators_key_shape() {
+    let h = start().await;
+    let token = h
+        .emu
+        .emulator
+        .issue_delegated_token(
+            DEFAULT_CLIENT_ID,
+            DEMO_USER_UPN,
+            &["Mail.ReadWrite", "Mail.Send"],
+        )
+        .expect("demo token");
+    let inbox = h
+        .call(
+            Method::GET,
+            "/me/mailFolders/inbox/messages?$top=20&$select=id",
+            None,
+            Some(&token),
+            &[],
+        )
+        .await
+        .json();
+    let drafts = h
+        .call(
+            Method::GET,
+            "/me/mailFolders/drafts/messages?$top=1&$select=id",
+            None,
+            Some(&token),
+            &[],
+        )
+        .await
+        .json();
+    let ids = |v: &Value| -> Vec<String> {
+        v["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    let mut run = MailRun {
+        h: &h,
+        token,
+        inbox: ids(&inbox),
+        draft: ids(&drafts)[0].clone(),
+        next_link: None,
+        delta_link: None,
+    };
+
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    for line in MAIL_FIXTURES.lines().filter(|l| !l.trim().is_empty()) {
+        let record: Value = serde_json::from_str(line).expect("fixture JSON");
+        let page = record["page"].as_str().unwrap_or_default().to_string();
+        let name = record["name"].as_str().unwrap_or_default().to_string();
+        let Some((reply, exact)) = run.equivalent(&page, &name).await else {
+            failures.push(format!("{page}/{name}: no equivalent request defined"));
+            continue;
+        };
+        let status = documented_status(&page, &name, &record);
+        if reply.status.as_u16() != status {
+            failures.push(format!(
+                "{page}/{name}: status {} ({})",
+                reply.status, reply.text
+            ));
+            continue;
+        }
+        compared += 1;
+        let Some(mut example) = documented_body(&record) else {
+            // sendMail, reply, forward: an empty 202.
+            if !reply.text.is_empty() {
+                failures.push(format!(
+                    "{page}/{name}: a body where the documentation has none"
+                ));
+            }
+            continue;
+        };
+        match (page.as_str(), name.as_str()) {
+            // Search folders are not emulated.
+            ("user-list-mailfolders", "get_mailfolders") => {
+                if let Some(list) = example["value"].as_array_mut() {
+                    list.retain(|f| f["@odata.type"] != "#microsoft.graph.mailSearchFolder");
+                }
+            }
+            // The sample writes `"isRead": "true"`, a string, where Graph sends a Boolean.
+            ("concepts/delta-query-messages", "get_messages_delta_next") => {
+                if let Some(list) = example["value"].as_array_mut() {
+                    for item in list.iter_mut().filter(|i| i["isRead"] == "true") {
+                        item["isRead"] = json!(true);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let mut errors = Vec::new();
+        match &example {
+            Value::String(_) => {
+                // MIME: text/plain with the usual headers.
+                let mime_like = ["From: ", "Subject: ", "Message-ID: ", "MIME-Version: 1.0"]
+                    .iter()
+                    .all(|h| reply.text.contains(h));
+                if reply.header("content-type") != Some("text/plain") || !mime_like {
+                    errors.push(format!("MIME text expected, got {:?}", reply.text));
+                }
+            }
+            _ => shape_errors(&example, &reply.json(), exact, "$", &mut errors),
+        }
+        if !errors.is_empty() {
+            failures.push(format!("{page}/{name}: {errors:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(compared, 23, "every documented mail example was compared");
 }
 
 #[test]

@@ -26,6 +26,9 @@ pub(crate) const GRAPH_DELEGATED_SCOPES: &[&str] = &[
     "Mail.Read",
     "Mail.ReadWrite",
     "Mail.Send",
+    "Mail.Read.Shared",
+    "Mail.ReadWrite.Shared",
+    "Mail.Send.Shared",
     "Calendars.Read",
     "Calendars.ReadWrite",
     "Contacts.Read",
@@ -284,6 +287,13 @@ mod tests {
         let default_plus =
             resolve_delegated(&apps(), "https://graph.microsoft.com/.default User.Read");
         assert_eq!(default_plus.err().map(|e| e.code), Some(70011));
+    }
+
+    #[test]
+    fn the_shared_mail_scopes_can_be_requested() {
+        let r = resolve_delegated(&apps(), "mail.read.shared Mail.Send.Shared offline_access")
+            .expect("resolve");
+        assert_eq!(r.scp(), "Mail.Read.Shared Mail.Send.Shared");
     }
 
     #[test]

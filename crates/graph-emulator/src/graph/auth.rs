@@ -153,6 +153,42 @@ pub(crate) const REVOKE_SESSIONS: Permission = Permission {
     ],
 };
 
+/// Reading one's own mail (`/me/messages`, `/me/mailFolders`, ...). Mail.ReadBasic is not
+/// emulated: it would hide bodies and attachments.
+pub(crate) const MAIL_READ: Permission = Permission {
+    application: &["Mail.Read", "Mail.ReadWrite"],
+    delegated: &["Mail.Read", "Mail.ReadWrite"],
+};
+
+/// Reading another user's mailbox with a delegated token needs the `.Shared` scopes.
+pub(crate) const MAIL_READ_SHARED: Permission = Permission {
+    application: MAIL_READ.application,
+    delegated: &["Mail.Read.Shared", "Mail.ReadWrite.Shared"],
+};
+
+/// Drafts, updates, moves, deletes, attachments, folders.
+pub(crate) const MAIL_WRITE: Permission = Permission {
+    application: &["Mail.ReadWrite"],
+    delegated: &["Mail.ReadWrite"],
+};
+
+pub(crate) const MAIL_WRITE_SHARED: Permission = Permission {
+    application: MAIL_WRITE.application,
+    delegated: &["Mail.ReadWrite.Shared"],
+};
+
+/// `sendMail`, `send`, `reply`, `replyAll`, `forward`.
+pub(crate) const MAIL_SEND: Permission = Permission {
+    application: &["Mail.Send"],
+    delegated: &["Mail.Send"],
+};
+
+/// Sending as (or on behalf of) another mailbox with a delegated token.
+pub(crate) const MAIL_SEND_SHARED: Permission = Permission {
+    application: MAIL_SEND.application,
+    delegated: &["Mail.Send.Shared"],
+};
+
 impl Principal {
     /// The calling application's client id.
     pub fn app_id(&self) -> &str {

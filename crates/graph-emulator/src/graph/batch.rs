@@ -314,7 +314,9 @@ fn item_response(id: &str, response: &GraphResponse) -> Value {
     let mut headers = Map::new();
     headers.insert("Cache-Control".into(), json!("no-cache"));
     headers.insert("OData-Version".into(), json!("4.0"));
-    headers.insert("Content-Type".into(), json!(response.content_type()));
+    if let Some(content_type) = response.content_type() {
+        headers.insert("Content-Type".into(), json!(content_type));
+    }
     if response.status == StatusCode::UNAUTHORIZED {
         headers.insert("WWW-Authenticate".into(), json!(WWW_AUTHENTICATE));
     }
@@ -326,6 +328,8 @@ fn item_response(id: &str, response: &GraphResponse) -> Value {
     let body = match &response.payload {
         Payload::Json(v) => v.clone(),
         Payload::Text(t) | Payload::Html(t) => Value::String(STANDARD.encode(t)),
+        Payload::Bytes { bytes, .. } => Value::String(STANDARD.encode(bytes)),
+        Payload::Empty => Value::Null,
     };
     json!({
         "id": id,

@@ -145,8 +145,8 @@ pub(crate) fn handle(
         Route::Batch => Err(GraphError::bad_request(
             "Nested batch requests are not supported.",
         )),
-        // Writes are dispatched before the tenant is read-locked (see `graph::dispatch`).
-        Route::RevokeSessions(_) => Err(GraphError::method_not_allowed()),
+        // Writes and mail are dispatched before the tenant is read-locked (`graph::dispatch`).
+        Route::RevokeSessions(_) | Route::Mail { .. } => Err(GraphError::method_not_allowed()),
     }
 }
 

@@ -62,15 +62,15 @@ fn addressee(path: &str) -> Option<(Addressee, Option<&str>)> {
     Some((Addressee::User(id), segments.next()))
 }
 
-/// A user key (object id or UPN) in the form fault rules and the concurrency limit compare:
-/// the object id of a known user, else the key itself, lower-cased.
+/// A user key (object id, UPN or any SMTP address of the user) in the form fault rules and
+/// the concurrency limit compare: the object id of a known user, else the key, lower-cased.
 pub(crate) fn canonical_mailbox(state: &EmulatorState, key: &str) -> String {
     let key = key.trim();
     let tenant = state
         .tenant
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    tenant.find_user(key).map_or_else(
+    tenant.find_user_or_address(key).map_or_else(
         || key.to_ascii_lowercase(),
         |u| tenant.users[u].id.to_ascii_lowercase(),
     )

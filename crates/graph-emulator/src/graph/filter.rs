@@ -111,6 +111,17 @@ impl Filter {
     }
 }
 
+/// Parses `$filter` text into an expression without validating it against a directory
+/// type: Outlook resources (messages) validate it their own way (`graph::mail::filter`).
+pub(crate) fn parse_expr(text: &str) -> Result<Expr, GraphError> {
+    Parser::new(text)?.parse_all()
+}
+
+/// Evaluates an expression from `parse_expr` (same semantics as `Filter::matches`).
+pub(crate) fn eval_expr(expr: &Expr, get: &dyn Fn(&str) -> Option<Value>) -> bool {
+    eval(expr, get, None)
+}
+
 // --- lexer ------------------------------------------------------------------------------
 
 #[derive(Clone, Debug, PartialEq)]

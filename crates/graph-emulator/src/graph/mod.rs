@@ -9,6 +9,7 @@ mod directory;
 mod errors;
 mod faults;
 mod filter;
+mod mail;
 mod query;
 mod routes;
 mod schema;
@@ -32,6 +33,7 @@ use query::QueryOptions;
 use routes::Route;
 
 pub(crate) use faults::{MailboxLimiter, canonical_mailbox};
+pub(crate) use mail::{expire_delta_tokens, expire_tokens, sent_mail, sent_messages, upload_entry};
 
 /// The content type Graph sends with JSON bodies (errors included).
 pub(crate) const JSON_CONTENT_TYPE: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
@@ -59,6 +61,14 @@ pub(crate) enum Payload {
     Text(String),
     /// A proxy's HTML page (an `HtmlError` fault), sent without Graph's headers.
     Html(String),
+    /// Raw bytes with their own content type (an attachment's `$value`). In a `$batch` the
+    /// item's body is their base64, with this content type in the item's headers.
+    Bytes {
+        content_type: String,
+        bytes: Bytes,
+    },
+    /// No body at all (202 Accepted, 204 No Content).
+    Empty,
 }
 
 /// A fault that breaks the HTTP exchange itself rather than answering with a status. In a
@@ -105,11 +115,18 @@ impl GraphResponse {
         )
     }
 
-    fn content_type(&self) -> &'static str {
-        match self.payload {
-            Payload::Json(_) => JSON_CONTENT_TYPE,
-            Payload::Text(_) => "text/plain",
-            Payload::Html(_) => "text/html",
+    /// An empty answer with this status (202 Accepted, 204 No Content).
+    pub fn empty(status: StatusCode) -> Self {
+        Self::with_status(status, Payload::Empty)
+    }
+
+    fn content_type(&self) -> Option<&str> {
+        match &self.payload {
+            Payload::Json(_) => Some(JSON_CONTENT_TYPE),
+            Payload::Text(_) => Some("text/plain"),
+            Payload::Html(_) => Some("text/html"),
+            Payload::Bytes { content_type, .. } => Some(content_type),
+            Payload::Empty => None,
         }
     }
 
@@ -238,18 +255,25 @@ fn admit(
     let principal = principal?;
     let route = route?;
     route.check_method(&req.method)?;
-    if !principal.allows(route.permission()) && !addresses_self(emulator, &route, &principal) {
+    if !principal.allows(route.permission_for(&req.method))
+        && !addresses_self(emulator, &route, &principal, &req.method)
+    {
         tracing::debug!(app_id = principal.app_id(), route = %route.template(), "insufficient privileges");
-        return Err(GraphError::insufficient_privileges());
+        return Err(route.access_denied());
     }
     Ok((route, principal))
 }
 
 /// A delegated caller naming itself by id or UPN (`/users/{own id}`) is held to what the
 /// same route needs as `/me`, so `User.Read` reads one's own profile either way.
-fn addresses_self(emulator: &Emulator, route: &Route, principal: &Principal) -> bool {
+fn addresses_self(
+    emulator: &Emulator,
+    route: &Route,
+    principal: &Principal,
+    method: &Method,
+) -> bool {
     let (Principal::User { user_id, .. }, Some(key), Some(permission)) =
-        (principal, route.user_key(), route.self_permission())
+        (principal, route.user_key(), route.self_permission(method))
     else {
         return false;
     };
@@ -262,7 +286,7 @@ fn addresses_self(emulator: &Emulator, route: &Route, principal: &Principal) -> 
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     tenant
-        .find_user(key)
+        .find_user_or_address(key)
         .is_some_and(|u| tenant.users[u].id.eq_ignore_ascii_case(user_id))
 }
 
@@ -272,6 +296,14 @@ fn dispatch(
     route: &Route,
     principal: &Principal,
 ) -> Result<GraphResponse, GraphError> {
+    // Outlook reads its own query options ($skip, $deltatoken, ...) and bodies.
+    if let Route::Mail {
+        subject,
+        route: mail_route,
+    } = route
+    {
+        return mail::handle(emulator, req, subject, mail_route, principal);
+    }
     let opts = QueryOptions::parse(req.query.as_deref())?;
     let eventual = req
         .headers
@@ -391,16 +423,22 @@ fn into_http(outcome: Outcome) -> Response {
         client_request_id,
         ..
     } = outcome;
-    let content_type = response.content_type();
+    let content_type = response
+        .content_type()
+        .and_then(|ct| HeaderValue::from_str(ct).ok());
     let (body, graph) = match response.payload {
         Payload::Json(v) => (Body::from(v.to_string()), true),
         Payload::Text(t) => (Body::from(t), true),
+        Payload::Bytes { bytes, .. } => (Body::from(bytes), true),
+        Payload::Empty => (Body::empty(), true),
         // A proxy's page carries none of Graph's headers.
         Payload::Html(h) => (Body::from(h), false),
     };
     let mut http = (response.status, body).into_response();
     let h = http.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(content_type) = content_type {
+        h.insert(header::CONTENT_TYPE, content_type);
+    }
     for (name, value) in &response.headers {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(*name, v);

@@ -7,6 +7,7 @@ use percent_encoding::percent_decode_str;
 
 use super::auth::{self, Permission};
 use super::errors::GraphError;
+use super::mail::routes::{self as mail_routes, MailRoute};
 
 /// Whose user resource a path names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +103,11 @@ pub(crate) enum Route {
     RoleMembers(String),
     /// `POST /users/{id}/revokeSignInSessions`.
     RevokeSessions(Subject),
+    /// Outlook mail: `/users/{id}/messages`, `/mailFolders`, `/sendMail`, ... (and `/me/...`).
+    Mail {
+        subject: Subject,
+        route: MailRoute,
+    },
 }
 
 impl Route {
@@ -149,6 +155,7 @@ impl Route {
             Route::DirectoryRole(_) => "/directoryRoles/{id}".to_string(),
             Route::RoleMembers(_) => "/directoryRoles/{id}/members".to_string(),
             Route::RevokeSessions(s) => format!("{}/revokeSignInSessions", subject(s)),
+            Route::Mail { subject: s, route } => format!("{}{}", subject(s), route.template()),
         }
     }
 
@@ -158,6 +165,10 @@ impl Route {
             Route::User(Subject::User(key))
             | Route::Manager(Subject::User(key))
             | Route::RevokeSessions(Subject::User(key))
+            | Route::Mail {
+                subject: Subject::User(key),
+                ..
+            }
             | Route::UserRelation {
                 subject: Subject::User(key),
                 ..
@@ -168,8 +179,12 @@ impl Route {
 
     /// The permission of the same route addressed as `/me`: a delegated caller addressing
     /// itself by id or UPN needs only what `/me` needs (`User.Read` for `/users/{own id}`).
-    pub fn self_permission(&self) -> Option<&'static Permission> {
+    pub fn self_permission(&self, method: &Method) -> Option<&'static Permission> {
         let me = match self {
+            Route::Mail {
+                subject: Subject::User(_),
+                route,
+            } => return Some(route.permission(method, true)),
             Route::User(Subject::User(_)) => Route::User(Subject::Me),
             Route::Manager(Subject::User(_)) => Route::Manager(Subject::Me),
             Route::RevokeSessions(Subject::User(_)) => Route::RevokeSessions(Subject::Me),
@@ -189,9 +204,10 @@ impl Route {
         Some(me.permission())
     }
 
-    /// Every directory route here is read-only; `$batch` is POST.
+    /// Every directory route here is read-only; `$batch` is POST; mail routes say.
     pub fn check_method(&self, method: &Method) -> Result<(), GraphError> {
         let allowed = match self {
+            Route::Mail { route, .. } => return route.check_method(method),
             Route::Batch | Route::RevokeSessions(_) => method == Method::POST,
             _ => method == Method::GET,
         };
@@ -202,9 +218,26 @@ impl Route {
         }
     }
 
+    /// The permission a request with `method` needs (only mail routes depend on the method).
+    pub fn permission_for(&self, method: &Method) -> &'static Permission {
+        match self {
+            Route::Mail { subject, route } => route.permission(method, *subject == Subject::Me),
+            _ => self.permission(),
+        }
+    }
+
+    /// The 403 a caller without the permission gets: Exchange words it its own way.
+    pub fn access_denied(&self) -> GraphError {
+        match self {
+            Route::Mail { .. } => super::mail::access_denied(),
+            _ => GraphError::insufficient_privileges(),
+        }
+    }
+
     pub fn permission(&self) -> &'static Permission {
         let me = |s: &Subject| *s == Subject::Me;
         match self {
+            Route::Mail { subject, route } => route.permission(&Method::GET, me(subject)),
             Route::Batch => &auth::NO_PERMISSION,
             Route::RevokeSessions(_) => &auth::REVOKE_SESSIONS,
             Route::Users { .. } => &auth::READ_USERS,
@@ -288,6 +321,10 @@ pub(crate) fn resolve(path: &str) -> Result<Route, GraphError> {
 fn user_route(subject: Subject, rest: &[&str]) -> Result<Route, GraphError> {
     match rest {
         [] => Ok(Route::User(subject)),
+        [first, ..] if mail_routes::is_mail_segment(first) => Ok(Route::Mail {
+            subject,
+            route: mail_routes::resolve(rest)?,
+        }),
         [m] if is(m, "manager") => Ok(Route::Manager(subject)),
         [r] if is(r, "revokeSignInSessions") => Ok(Route::RevokeSessions(subject)),
         [relation, tail @ ..] => {
@@ -374,6 +411,16 @@ mod tests {
                 "/users/x/revokeSignInSessions",
                 "/users/{id}/revokeSignInSessions",
             ),
+            ("/users/x/messages", "/users/{id}/messages"),
+            (
+                "/me/mailFolders/inbox/messages/delta",
+                "/me/mailFolders/{id}/messages/delta",
+            ),
+            (
+                "/users/a%40b.example/messages/AAMk%3D/attachments/x/$value",
+                "/users/{id}/messages/{id}/attachments/{id}/$value",
+            ),
+            ("/users/x/sendMail", "/users/{id}/sendMail"),
         ] {
             assert_eq!(
                 resolve(path).map(|r| r.template()),

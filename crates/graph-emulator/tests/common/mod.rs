@@ -145,6 +145,49 @@ impl Harness {
         reply(request.send().await.expect("request")).await
     }
 
+    /// Any method on `{graph}/{path_and_query}` (or an absolute URL) with a JSON body, as
+    /// `token` (the default app's when `None`), with extra headers.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let url = if path_and_query.starts_with("http") {
+            path_and_query.to_string()
+        } else {
+            format!("{}{}", self.emu.graph_url(), path_and_query)
+        };
+        let mut request = self
+            .client
+            .request(method, url)
+            .bearer_auth(token.unwrap_or(&self.token));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        reply(request.send().await.expect("request")).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.call(reqwest::Method::POST, path, Some(body), None, &[])
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Reply {
+        self.call(reqwest::Method::PATCH, path, Some(body), None, &[])
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call(reqwest::Method::DELETE, path, None, None, &[])
+            .await
+    }
+
     /// Follows `@odata.nextLink` to the end; returns every item.
     pub async fn get_all(&self, first: &str, headers: &[(&str, &str)]) -> (Vec<Value>, usize) {
         let mut items = Vec::new();
@@ -169,14 +212,17 @@ impl Harness {
         reply.json()["id"].as_str().expect("id").to_string()
     }
 
-    /// The one user without a manager.
+    /// The one person without a manager (the shared mailbox has none either).
     pub async fn ceo(&self) -> Value {
         let (users, _) = self
             .get_all("/users?$top=999&$expand=manager($select=id)", &[])
             .await;
         let ceos: Vec<Value> = users
             .into_iter()
-            .filter(|u| u.get("manager").is_none())
+            .filter(|u| {
+                u.get("manager").is_none()
+                    && u["userPrincipalName"] != graph_emulator::SHARED_MAILBOX_UPN
+            })
             .collect();
         assert_eq!(ceos.len(), 1, "exactly one user without a manager");
         ceos[0].clone()
@@ -205,6 +251,14 @@ pub async fn reply(response: reqwest::Response) -> Reply {
         headers,
         text,
     }
+}
+
+/// A Graph id percent-encoded for a path segment (`=` → `%3D`, `-`/`_` kept).
+pub fn enc(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
+        .to_string()
+        .replace("%2D", "-")
+        .replace("%5F", "_")
 }
 
 /// The sorted key set of a JSON object.
