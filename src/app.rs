@@ -19,7 +19,6 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -176,6 +175,7 @@ impl App {
                 batch_size: config.graph.batch_size,
                 timeout: config.graph.timeout,
                 retry: config.graph.retry.clone(),
+                transfer_hosts: config.graph.transfer_hosts.clone(),
             },
         );
         let version = Arc::new(AtomicU64::new(1));
@@ -302,7 +302,13 @@ fn router(config: &Config, state: AppState, dev_token: Option<&str>) -> Router {
             config.http.request_timeout,
         ))
         // async-graphql-axum bypasses axum's DefaultBodyLimit, so the limit is a layer.
-        .layer(RequestBodyLimitLayer::new(config.http.body_limit_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            BodyLimits {
+                body: config.http.body_limit_bytes,
+                upload: config.http.upload_limit_bytes,
+            },
+            limit_body,
+        ))
         .layer(CompressionLayer::new())
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
@@ -312,6 +318,49 @@ fn router(config: &Config, state: AppState, dev_token: Option<&str>) -> Router {
         ]))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    body: usize,
+    upload: usize,
+}
+
+/// Caps request bodies: multipart uploads (files, spooled to disk by their readers) may be
+/// as large as `upload`, everything else `body`. A declared length over the cap is refused
+/// at once; a streamed body is cut off when it passes it (`Limited`), and its reader
+/// reports 413.
+async fn limit_body(
+    State(limits): State<BodyLimits>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let multipart = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let limit = if multipart {
+        limits.upload
+    } else {
+        limits.body
+    };
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        let body = json!({ "error": {
+            "code": "PAYLOAD_TOO_LARGE",
+            "message": format!("the request body is larger than {limit} bytes"),
+        }});
+        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, limit));
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }
 
 /// The org-chart query shown in GraphiQL and the README.

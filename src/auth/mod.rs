@@ -49,6 +49,8 @@ pub struct Caller {
     /// Delegated Graph scopes for `obo` / `connected` callers, sorted.
     pub scopes: Arc<Vec<String>>,
     pub resources: Arc<Resources>,
+    /// Mailboxes the caller may send as (`callers.<name>.send_as`).
+    pub send_as: Arc<Resources>,
     /// Changes whenever the configuration is reloaded; part of every cache key, so entries
     /// cached under an older policy are never served.
     pub policy_version: u64,
@@ -119,7 +121,13 @@ struct CallerEntry {
     user_claim: Option<String>,
     operations: Arc<HashSet<String>>,
     resources: Arc<Resources>,
+    send_as: Arc<Resources>,
     scopes: Arc<Vec<String>>,
+}
+
+/// The policy index key of a caller's `send_as` list (a caller name cannot hold a NUL).
+pub fn send_as_key(caller: &str) -> String {
+    format!("{caller}\0send_as")
 }
 
 /// Validates bearer tokens against the configured issuers and maps them to callers.
@@ -175,6 +183,7 @@ impl Authenticator {
                         user_claim: c.user_claim.clone(),
                         operations: Arc::new(c.operations.iter().cloned().collect()),
                         resources: Arc::new(Resources::parse(&c.resources)),
+                        send_as: Arc::new(Resources::parse(&c.send_as)),
                         scopes: Arc::new({
                             let mut scopes = c.graph_scopes();
                             scopes.sort();
@@ -212,16 +221,23 @@ impl Authenticator {
             tenant: None,
             scopes: entry.scopes.clone(),
             resources: entry.resources.clone(),
+            send_as: entry.send_as.clone(),
             policy_version: self.policy_version,
             operations: entry.operations.clone(),
         })
     }
 
-    /// Configured callers and their resource lists (for the policy resolver).
+    /// Configured callers and their resource lists (for the policy resolver): each
+    /// caller's `resources` under its name, its `send_as` under [`send_as_key`].
     pub fn caller_resources(&self) -> Vec<(String, Arc<Resources>)> {
         self.callers
             .values()
-            .map(|c| (c.name.clone(), c.resources.clone()))
+            .flat_map(|c| {
+                [
+                    (c.name.clone(), c.resources.clone()),
+                    (send_as_key(&c.name), c.send_as.clone()),
+                ]
+            })
             .collect()
     }
 
@@ -364,6 +380,7 @@ impl Authenticator {
             tenant,
             scopes: entry.scopes.clone(),
             resources: entry.resources.clone(),
+            send_as: entry.send_as.clone(),
             policy_version: self.policy_version,
             operations: entry.operations.clone(),
         })

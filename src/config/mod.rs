@@ -120,6 +120,10 @@ pub struct GraphConfig {
     pub batch_size: usize,
     /// How throttling and failures are retried.
     pub retry: RetryConfig,
+    /// Hosts (exact, or `*.suffix`) that pre-authenticated upload URLs handed out by Graph
+    /// may point to, besides the Graph host itself. Only https; the Graph token is never
+    /// sent to them.
+    pub transfer_hosts: Vec<String>,
 }
 
 /// Retries, retry budget and circuit breaker of the Graph client.
@@ -177,6 +181,10 @@ impl Default for GraphConfig {
             timeout: Duration::from_secs(30),
             batch_size: 20,
             retry: RetryConfig::default(),
+            transfer_hosts: vec![
+                "outlook.office.com".to_owned(),
+                "outlook.office365.com".to_owned(),
+            ],
         }
     }
 }
@@ -290,8 +298,11 @@ pub struct GraphiqlConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Largest request body accepted.
+    /// Largest request body accepted (JSON, GraphQL documents).
     pub body_limit_bytes: usize,
+    /// Largest `multipart/form-data` body accepted (file uploads: GraphQL multipart
+    /// requests, REST send-mail with files). Files are spooled to disk, not held in memory.
+    pub upload_limit_bytes: usize,
     /// Deadline of one inbound request.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
@@ -303,6 +314,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             body_limit_bytes: 256 * 1024,
+            upload_limit_bytes: 160 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_token_bytes: 8 * 1024,
         }
@@ -418,6 +430,11 @@ pub struct CallerConfig {
     /// members) whose data the caller may address; `"*"` for everyone. Empty: nobody.
     #[serde(default)]
     pub resources: Vec<String>,
+    /// Mailboxes the caller may send mail as (the mailbox it sends from, and any `from` it
+    /// sends on behalf of), in the syntax of `resources`; `"*"` for any mailbox it may
+    /// address. Empty: it may send as nobody, even with `mail.send` (deny by default).
+    #[serde(default)]
+    pub send_as: Vec<String>,
     /// Delegated Graph scopes requested for `obo`/`connected` callers. Default: the scopes
     /// the granted operations need (see [`delegated_scopes`]).
     #[serde(default)]
@@ -531,6 +548,7 @@ impl Config {
                     user_claim: Some("upn".to_owned()),
                     operations: vec!["*".to_owned()],
                     resources: vec!["*".to_owned()],
+                    send_as: vec!["*".to_owned()],
                     scopes: None,
                 });
         }
@@ -712,6 +730,11 @@ impl Config {
             for resource in &caller.resources {
                 if let Err(reason) = check_resource(resource) {
                     problems.push(format!("{key}.resources: '{resource}' {reason}"));
+                }
+            }
+            for resource in &caller.send_as {
+                if let Err(reason) = check_resource(resource) {
+                    problems.push(format!("{key}.send_as: '{resource}' {reason}"));
                 }
             }
             for op in &caller.operations {

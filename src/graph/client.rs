@@ -26,6 +26,9 @@ pub struct GraphGet {
     pub url: String,
     /// Sends `ConsistencyLevel: eventual` (needed for `$count`, `$search`, advanced filters).
     pub eventual: bool,
+    /// A `Prefer` header value (e.g. `outlook.body-content-type="text"`); it changes the
+    /// answer, so it is part of the cache key too.
+    pub prefer: Option<&'static str>,
 }
 
 impl GraphGet {
@@ -33,6 +36,7 @@ impl GraphGet {
         Self {
             url: url.to_string(),
             eventual: false,
+            prefer: None,
         }
     }
 
@@ -40,6 +44,70 @@ impl GraphGet {
         self.eventual = eventual;
         self
     }
+
+    pub fn prefer(mut self, prefer: Option<&'static str>) -> Self {
+        self.prefer = prefer;
+        self
+    }
+}
+
+/// Whether a write may be sent again when it is unclear whether Graph acted on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Idempotency {
+    /// Sending twice has the effect of sending once (PATCH of fixed values, DELETE).
+    Idempotent,
+    /// Sending twice could act twice (send a mail, create a draft, move). Retried only
+    /// when Graph certainly did not act (429, 503, connection refused); a timeout or a
+    /// reset becomes [`GraphError::OutcomeUnknown`].
+    Once,
+}
+
+/// A write to Graph: POST / PATCH / PUT / DELETE with an optional JSON body.
+#[derive(Clone, Debug)]
+pub struct GraphWrite {
+    pub method: reqwest::Method,
+    /// Relative to the Graph root, starting with `/`.
+    pub url: String,
+    pub body: Option<Value>,
+    pub idempotency: Idempotency,
+}
+
+impl GraphWrite {
+    pub fn post(url: impl ToString, body: Value) -> Self {
+        Self {
+            method: reqwest::Method::POST,
+            url: url.to_string(),
+            body: Some(body),
+            idempotency: Idempotency::Once,
+        }
+    }
+
+    pub fn patch(url: impl ToString, body: Value) -> Self {
+        Self {
+            method: reqwest::Method::PATCH,
+            url: url.to_string(),
+            body: Some(body),
+            idempotency: Idempotency::Idempotent,
+        }
+    }
+
+    pub fn delete(url: impl ToString) -> Self {
+        Self {
+            method: reqwest::Method::DELETE,
+            url: url.to_string(),
+            body: None,
+            idempotency: Idempotency::Idempotent,
+        }
+    }
+}
+
+/// A successful answer to a write.
+#[derive(Clone, Debug)]
+pub struct GraphReply {
+    pub status: u16,
+    /// The `Location` header (upload sessions, async operations).
+    pub location: Option<String>,
+    pub body: Bytes,
 }
 
 #[derive(Clone)]
@@ -60,6 +128,8 @@ struct Inner {
     budget: RetryBudget,
     breaker: Breaker,
     bulkheads: Bulkheads,
+    /// Hosts, besides Graph's, that pre-authenticated transfer URLs may point to.
+    transfer_hosts: Vec<String>,
 }
 
 /// Settings of [`GraphClient::new`].
@@ -71,6 +141,9 @@ pub struct GraphClientSettings {
     /// Longest single attempt (the caller's deadline may cut it shorter).
     pub timeout: Duration,
     pub retry: RetrySettings,
+    /// Hosts (or `*.suffix` patterns) that upload URLs Graph hands out may point to; the
+    /// Graph host itself is always allowed. The token is never sent to any of them.
+    pub transfer_hosts: Vec<String>,
 }
 
 impl GraphClient {
@@ -81,6 +154,8 @@ impl GraphClient {
                 u32::try_from(key.len() + value.len()).unwrap_or(u32::MAX)
             })
             .time_to_live(settings.cache_ttl)
+            // Writes evict what they made stale (`invalidate_mailbox`).
+            .support_invalidation_closures()
             .build();
         Self {
             inner: Arc::new(Inner {
@@ -100,6 +175,11 @@ impl GraphClient {
                     settings.retry.max_concurrency,
                 ),
                 retry: settings.retry,
+                transfer_hosts: settings
+                    .transfer_hosts
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect(),
             }),
         }
     }
@@ -217,14 +297,190 @@ impl GraphClient {
         let url = format!("{}{}", self.inner.base, request.url);
         let route = crate::telemetry::graph_route(&request.url);
         let _permits = self.inner.bulkheads.enter(&request.url, deadline).await?;
-        self.send_retrying(access, &route, deadline, |http| {
-            let mut builder = http.get(&url);
-            if request.eventual {
-                builder = builder.header("ConsistencyLevel", "eventual");
-            }
-            builder
-        })
+        self.send_retrying(
+            access,
+            &route,
+            deadline,
+            Idempotency::Idempotent,
+            |http| get_builder(http, &url, request),
+            read_body,
+        )
         .await
+    }
+
+    /// A GET that bypasses the cache (delta pages: each answer moves a sync state on).
+    pub async fn get_fresh(
+        &self,
+        access: &Access,
+        url: &str,
+        headers: &[(&'static str, String)],
+        deadline: Instant,
+    ) -> Result<Bytes, GraphError> {
+        let full = format!("{}{}", self.inner.base, url);
+        let route = crate::telemetry::graph_route(url);
+        let _permits = self.inner.bulkheads.enter(url, deadline).await?;
+        self.send_retrying(
+            access,
+            &route,
+            deadline,
+            Idempotency::Idempotent,
+            |http| {
+                headers
+                    .iter()
+                    .fold(http.get(&full), |b, (name, value)| b.header(*name, value))
+            },
+            read_body,
+        )
+        .await
+    }
+
+    /// One write. Successful writes are never cached; the caller evicts what they made
+    /// stale (see [`GraphClient::invalidate_mailbox`]).
+    pub async fn write(
+        &self,
+        access: &Access,
+        request: &GraphWrite,
+        deadline: Instant,
+    ) -> Result<GraphReply, GraphError> {
+        let url = format!("{}{}", self.inner.base, request.url);
+        let route = crate::telemetry::graph_route(&request.url);
+        let _permits = self.inner.bulkheads.enter(&request.url, deadline).await?;
+        self.send_retrying(
+            access,
+            &route,
+            deadline,
+            request.idempotency,
+            |http| {
+                let builder = http.request(request.method.clone(), &url);
+                match &request.body {
+                    Some(body) => builder.json(body),
+                    None => builder,
+                }
+            },
+            read_reply,
+        )
+        .await
+    }
+
+    /// A GET whose body is streamed to the caller (attachment content): retried like any
+    /// GET until Graph answers 2xx, then handed over with the body unread.
+    pub async fn get_stream(
+        &self,
+        access: &Access,
+        request: &GraphGet,
+        deadline: Instant,
+    ) -> Result<reqwest::Response, GraphError> {
+        let url = format!("{}{}", self.inner.base, request.url);
+        let route = crate::telemetry::graph_route(&request.url);
+        let _permits = self.inner.bulkheads.enter(&request.url, deadline).await?;
+        self.send_retrying(
+            access,
+            &route,
+            deadline,
+            Idempotency::Idempotent,
+            |http| get_builder(http, &url, request),
+            async |response| Ok(response),
+        )
+        .await
+    }
+
+    /// One chunk to a pre-authenticated upload URL Graph handed out (an attachment upload
+    /// session). The URL carries its own credential, so the Graph token is **not** sent;
+    /// the host must be Graph's or an allowed transfer host. Sent again only when the
+    /// chunk certainly did not arrive (429, 503, connection refused).
+    pub async fn put_chunk(
+        &self,
+        upload_url: &str,
+        range: (u64, u64, u64),
+        chunk: Bytes,
+        deadline: Instant,
+    ) -> Result<GraphReply, GraphError> {
+        self.check_transfer_url(upload_url)?;
+        let (start, end, total) = range;
+        let content_range = format!("bytes {start}-{end}/{total}");
+        let _permits = self.inner.bulkheads.enter("/upload", deadline).await?;
+        let settings = &self.inner.retry;
+        let mut attempt = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(GraphError::OutcomeUnknown("upload deadline passed".into()));
+            }
+            let sent = self
+                .inner
+                .http
+                .put(upload_url)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .header(reqwest::header::CONTENT_RANGE, &content_range)
+                .body(chunk.clone())
+                .timeout(remaining.min(self.inner.timeout.max(Duration::from_secs(60))))
+                .send()
+                .await;
+            metrics::counter!("graph_upload_chunks_total").increment(1);
+            let error = match sent.map_err(transport_error) {
+                Ok(response) => match check_status(response).await {
+                    Ok(response) => return read_reply(response).await,
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            let Some(delay) = retry_delay(&error, attempt, settings, Idempotency::Once) else {
+                return Err(unknown_outcome(error));
+            };
+            if attempt >= settings.max_retries
+                || delay > settings.max_retry_after
+                || Instant::now() + delay >= deadline
+            {
+                return Err(error.with_retry_after(delay));
+            }
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// Refuses transfer URLs outside Graph's host and the allowed transfer hosts, and
+    /// anything but https (plain http only toward the configured Graph host itself, which
+    /// is how the emulator runs).
+    fn check_transfer_url(&self, link: &str) -> Result<(), GraphError> {
+        let refused = || GraphError::Refused("an upload URL outside the allowed hosts".into());
+        let url = Url::parse(link).map_err(|_| refused())?;
+        let base = Url::parse(&self.inner.base).map_err(|_| refused())?;
+        let host = url.host_str().ok_or_else(refused)?.to_ascii_lowercase();
+        let same_as_graph = url.scheme() == base.scheme()
+            && Some(host.as_str()) == base.host_str()
+            && url.port_or_known_default() == base.port_or_known_default();
+        let allowed =
+            url.scheme() == "https"
+                && url.username().is_empty()
+                && self.inner.transfer_hosts.iter().any(|pattern| {
+                    match pattern.strip_prefix("*.") {
+                        Some(suffix) => host
+                            .strip_suffix(suffix)
+                            .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1),
+                        None => host == *pattern,
+                    }
+                });
+        if same_as_graph || allowed {
+            Ok(())
+        } else {
+            Err(refused())
+        }
+    }
+
+    /// Evicts every cached answer about `mailbox` (messages, folders, events, contacts),
+    /// whoever fetched it: a write through the gateway made them stale. The mailbox is the
+    /// path segment the gateway used (object id or address), compared ignoring case.
+    pub fn invalidate_mailbox(&self, mailbox: &str) {
+        let mailbox = mailbox.to_ascii_lowercase();
+        let result = self.inner.cache.invalidate_entries_if(move |key, _| {
+            let url = key.rsplit('\n').next().unwrap_or_default();
+            super::resilience::outlook_mailbox(url).is_some_and(|m| {
+                percent_encoding::percent_decode_str(&m).decode_utf8_lossy() == mailbox
+            })
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cache invalidation refused");
+        }
     }
 
     /// GETs packed into one `$batch` (every item is a GET, so the envelope is idempotent
@@ -251,7 +507,8 @@ impl GraphClient {
             for (&i, answer) in pending.iter().zip(answers) {
                 if let Err(error) = &answer
                     && round < self.inner.retry.max_retries
-                    && let Some(delay) = retry_delay(error, round, &self.inner.retry)
+                    && let Some(delay) =
+                        retry_delay(error, round, &self.inner.retry, Idempotency::Idempotent)
                 {
                     wait = wait.max(delay);
                     again.push(i);
@@ -292,8 +549,15 @@ impl GraphClient {
         let body = json!({
             "requests": items.iter().enumerate().map(|(i, item)| {
                 let mut request = json!({ "id": i.to_string(), "method": "GET", "url": item.url });
+                let mut headers = serde_json::Map::new();
                 if item.eventual {
-                    request["headers"] = json!({ "ConsistencyLevel": "eventual" });
+                    headers.insert("ConsistencyLevel".into(), json!("eventual"));
+                }
+                if let Some(prefer) = item.prefer {
+                    headers.insert("Prefer".into(), json!(prefer));
+                }
+                if !headers.is_empty() {
+                    request["headers"] = Value::Object(headers);
                 }
                 request
             }).collect::<Vec<_>>()
@@ -306,9 +570,14 @@ impl GraphClient {
             metrics::histogram!("graph_batch_size").record(items.len() as f64);
             metrics::counter!("graph_cache_misses_total").increment(items.len() as u64);
             let bytes = self
-                .send_retrying(access, "/$batch", deadline, |http| {
-                    http.post(&url).json(&body)
-                })
+                .send_retrying(
+                    access,
+                    "/$batch",
+                    deadline,
+                    Idempotency::Idempotent,
+                    |http| http.post(&url).json(&body),
+                    read_body,
+                )
                 .await?;
             serde_json::from_slice::<BatchResponse>(&bytes)
                 .map_err(|e| GraphError::BadResponse(format!("$batch envelope: {e}")))
@@ -353,33 +622,39 @@ impl GraphClient {
             } else {
                 let route = crate::telemetry::graph_route(&request.url);
                 metrics::counter!("graph_batch_items_total", "route" => route.clone(), "status" => item.status.to_string()).increment(1);
-                if item.status == 429 {
-                    metrics::counter!("graph_throttled_total", "route" => route).increment(1);
-                }
-                out.push(Err(GraphError::from_response(
+                let error = GraphError::from_response(
                     item.status,
                     &body,
                     header("request-id"),
                     header("Retry-After").as_deref().and_then(parse_retry_after),
-                )));
+                );
+
+                if item.status == 429 {
+                    metrics::counter!("graph_throttled_total", "route" => route).increment(1);
+                }
+                out.push(Err(error));
             }
         }
         out
     }
 
-    /// One idempotent call with the identity's token, retried on throttling and
-    /// unavailability within the retry budget and the caller's deadline; never waits past
-    /// the deadline (it fails fast with the wait Graph asked for instead).
+    /// One call with the identity's token, retried on throttling and unavailability
+    /// within the retry budget and the caller's deadline (a call that may act only once is
+    /// retried only when Graph certainly did not act); never waits past the deadline (it
+    /// fails fast with the wait Graph asked for instead). `read` turns a 2xx answer into
+    /// the result.
     ///
     /// A 401 means the cached token went bad (revoked, rotated): drop it, acquire once,
     /// retry once; a second 401 is the answer.
-    async fn send_retrying(
+    async fn send_retrying<T>(
         &self,
         access: &Access,
         route: &str,
         deadline: Instant,
+        idempotency: Idempotency,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-    ) -> Result<Bytes, GraphError> {
+        read: impl AsyncFn(reqwest::Response) -> Result<T, GraphError>,
+    ) -> Result<T, GraphError> {
         let settings = &self.inner.retry;
         let mut renewed_token = false;
         let mut attempt = 0;
@@ -398,13 +673,19 @@ impl GraphClient {
             let _probe = probe.then_some(ProbeRelease(&self.inner.breaker));
             let outcome = match self.inner.tokens.token(access).await {
                 Ok(token) => {
-                    self.attempt(
-                        &build,
-                        route,
-                        &token.secret,
-                        remaining.min(self.inner.timeout),
-                    )
-                    .await
+                    let timeout = remaining.min(self.inner.timeout);
+                    match self.attempt(&build, route, &token.secret, timeout).await {
+                        Ok(response) => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            match tokio::time::timeout(left.min(self.inner.timeout), read(response))
+                                .await
+                            {
+                                Ok(result) => result,
+                                Err(_) => Err(GraphError::Timeout),
+                            }
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -423,8 +704,11 @@ impl GraphClient {
                 Err(error) => error,
             };
             self.inner.breaker.record(is_host_failure(&error));
-            let Some(delay) = retry_delay(&error, attempt, settings) else {
-                return Err(error);
+            let Some(delay) = retry_delay(&error, attempt, settings, idempotency) else {
+                return Err(match idempotency {
+                    Idempotency::Once => unknown_outcome(error),
+                    Idempotency::Idempotent => error,
+                });
             };
             let error = error.with_retry_after(delay);
             if attempt >= settings.max_retries
@@ -441,31 +725,39 @@ impl GraphClient {
         }
     }
 
-    /// One HTTP exchange; any non-2xx answer becomes a typed error.
+    /// One HTTP exchange up to the response headers; a non-2xx answer becomes a typed
+    /// error. The per-attempt timeout covers the headers only, so a streamed body is not
+    /// cut short by it (buffered reads are bounded by the caller's deadline instead).
     async fn attempt(
         &self,
         build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
         route: &str,
         token: &str,
         timeout: Duration,
-    ) -> Result<Bytes, GraphError> {
+    ) -> Result<reqwest::Response, GraphError> {
         let client_request_id = uuid::Uuid::new_v4().to_string();
-        let sent = build(&self.inner.http)
-            .bearer_auth(token)
-            .header("client-request-id", &client_request_id)
-            .timeout(timeout)
-            .send()
-            .await;
+        let sent = match tokio::time::timeout(
+            timeout,
+            build(&self.inner.http)
+                .bearer_auth(token)
+                .header("client-request-id", &client_request_id)
+                .send(),
+        )
+        .await
+        {
+            Ok(sent) => sent.map_err(transport_error),
+            Err(_) => Err(GraphError::Timeout),
+        };
         let status = match &sent {
             Ok(response) => response.status().as_u16().to_string(),
-            Err(e) if e.is_timeout() => "timeout".to_owned(),
+            Err(GraphError::Timeout) => "timeout".to_owned(),
             Err(_) => "error".to_owned(),
         };
         metrics::counter!("graph_requests_total", "route" => route.to_owned(), "status" => status.clone()).increment(1);
         if status == "429" {
             metrics::counter!("graph_throttled_total", "route" => route.to_owned()).increment(1);
         }
-        let response = sent.map_err(transport_error)?;
+        let response = sent?;
         tracing::debug!(
             status = response.status().as_u16(),
             client_request_id,
@@ -476,7 +768,7 @@ impl GraphClient {
                 .unwrap_or(""),
             "graph call"
         );
-        read_success(response).await
+        check_status(response).await
     }
 }
 
@@ -501,8 +793,12 @@ fn transport_error(e: reqwest::Error) -> GraphError {
     }
 }
 
-async fn read_success(response: reqwest::Response) -> Result<Bytes, GraphError> {
+/// A non-2xx answer as a typed error (its body read); a 2xx answer untouched.
+async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, GraphError> {
     let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
     let header = |name: &str| {
         response
             .headers()
@@ -513,15 +809,54 @@ async fn read_success(response: reqwest::Response) -> Result<Bytes, GraphError> 
     let request_id = header("request-id");
     let retry_after = header("Retry-After").as_deref().and_then(parse_retry_after);
     let body = response.bytes().await.map_err(transport_error)?;
-    if status.is_success() {
-        Ok(body)
-    } else {
-        Err(GraphError::from_response(
-            status.as_u16(),
-            &body,
-            request_id,
-            retry_after,
-        ))
+    Err(GraphError::from_response(
+        status.as_u16(),
+        &body,
+        request_id,
+        retry_after,
+    ))
+}
+
+async fn read_body(response: reqwest::Response) -> Result<Bytes, GraphError> {
+    response.bytes().await.map_err(transport_error)
+}
+
+async fn read_reply(response: reqwest::Response) -> Result<GraphReply, GraphError> {
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.bytes().await.map_err(transport_error)?;
+    Ok(GraphReply {
+        status,
+        location,
+        body,
+    })
+}
+
+fn get_builder(http: &reqwest::Client, url: &str, request: &GraphGet) -> reqwest::RequestBuilder {
+    let mut builder = http.get(url);
+    if request.eventual {
+        builder = builder.header("ConsistencyLevel", "eventual");
+    }
+    if let Some(prefer) = request.prefer {
+        builder = builder.header("Prefer", prefer);
+    }
+    builder
+}
+
+/// For a call that may act only once: a failure after which Graph may or may not have
+/// acted is reported as such, so nobody retries it blindly.
+fn unknown_outcome(error: GraphError) -> GraphError {
+    match error {
+        GraphError::Timeout => GraphError::OutcomeUnknown("no answer in time".into()),
+        GraphError::Interrupted(reason) => GraphError::OutcomeUnknown(reason),
+        GraphError::Api { status: 504, .. } => {
+            GraphError::OutcomeUnknown("Graph's gateway timed out".into())
+        }
+        other => other,
     }
 }
 
@@ -530,9 +865,10 @@ async fn read_success(response: reqwest::Response) -> Result<Bytes, GraphError> 
 /// changes the answer, so it is part of it too.
 fn cache_key(access: &Access, request: &GraphGet) -> String {
     format!(
-        "{}\n{}\n{}",
+        "{}\n{}{}\n{}",
         access.cache_namespace,
         if request.eventual { "eventual" } else { "" },
+        request.prefer.unwrap_or(""),
         request.url
     )
 }

@@ -27,6 +27,10 @@ pub enum GraphError {
     /// No answer in time.
     #[error("Graph did not answer in time")]
     Timeout,
+    /// A call that may act only once (send a mail) failed in a way that leaves open
+    /// whether Graph acted (timeout, reset, 504). Never retried.
+    #[error("unknown whether Graph acted: {0}")]
+    OutcomeUnknown(String),
     /// The circuit breaker is open: Graph has been failing; calls fail fast for a while.
     #[error("Graph calls are paused after repeated failures")]
     CircuitOpen { retry_after: Duration },

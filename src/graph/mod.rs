@@ -6,7 +6,7 @@ pub mod models;
 pub mod resilience;
 pub mod url;
 
-pub use client::{GraphClient, GraphClientSettings, GraphGet};
+pub use client::{GraphClient, GraphClientSettings, GraphGet, GraphReply, GraphWrite, Idempotency};
 pub use error::GraphError;
 pub use resilience::RetrySettings;
 pub use url::{GraphUrl, UrlError, odata_string, search_clause};

@@ -4,8 +4,18 @@
 //! required; unknown properties are ignored. The service layer turns these into the
 //! gateway's own types.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+
+/// A boolean Graph (or its documentation) may also write as the string `"true"`.
+fn lenient_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    Ok(match Option::<Value>::deserialize(deserializer)? {
+        Some(Value::Bool(b)) => Some(b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    })
+}
 
 /// `microsoft.graph.user` (also the directoryObjects of `manager` / `directReports`).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -74,4 +84,147 @@ pub struct BatchItemResponse {
     pub headers: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
     pub body: Option<Value>,
+}
+
+/// `microsoft.graph.emailAddress`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailAddress {
+    pub name: Option<String>,
+    pub address: Option<String>,
+}
+
+/// `microsoft.graph.recipient`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recipient {
+    pub email_address: Option<EmailAddress>,
+}
+
+/// `microsoft.graph.itemBody`; `contentType` is `html` or `text` (any case on input).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemBody {
+    pub content_type: Option<String>,
+    pub content: Option<String>,
+}
+
+/// `microsoft.graph.dateTimeTimeZone`: `dateTime` has no offset and up to 7 fractional
+/// digits; `timeZone` names the zone it is in.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DateTimeTimeZone {
+    pub date_time: Option<String>,
+    pub time_zone: Option<String>,
+}
+
+/// `microsoft.graph.followupFlag`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowupFlag {
+    pub flag_status: Option<String>,
+    pub due_date_time: Option<DateTimeTimeZone>,
+    pub start_date_time: Option<DateTimeTimeZone>,
+    pub completed_date_time: Option<DateTimeTimeZone>,
+}
+
+/// `@removed` on a delta item.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Removed {
+    pub reason: Option<String>,
+}
+
+/// `microsoft.graph.message`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: Option<String>,
+    pub subject: Option<String>,
+    pub body_preview: Option<String>,
+    pub body: Option<ItemBody>,
+    pub from: Option<Recipient>,
+    pub sender: Option<Recipient>,
+    #[serde(default)]
+    pub to_recipients: Option<Vec<Recipient>>,
+    #[serde(default)]
+    pub cc_recipients: Option<Vec<Recipient>>,
+    #[serde(default)]
+    pub bcc_recipients: Option<Vec<Recipient>>,
+    #[serde(default)]
+    pub reply_to: Option<Vec<Recipient>>,
+    pub received_date_time: Option<String>,
+    pub sent_date_time: Option<String>,
+    pub created_date_time: Option<String>,
+    pub last_modified_date_time: Option<String>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub is_read: Option<bool>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub is_draft: Option<bool>,
+    pub importance: Option<String>,
+    #[serde(default)]
+    pub categories: Option<Vec<String>>,
+    pub flag: Option<FollowupFlag>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub has_attachments: Option<bool>,
+    /// Present with `$expand=attachments`.
+    pub attachments: Option<Vec<Attachment>>,
+    pub conversation_id: Option<String>,
+    pub parent_folder_id: Option<String>,
+    pub web_link: Option<String>,
+    pub internet_message_id: Option<String>,
+    pub change_key: Option<String>,
+    #[serde(rename = "@removed")]
+    pub removed: Option<Removed>,
+}
+
+/// `microsoft.graph.mailFolder`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailFolder {
+    pub id: Option<String>,
+    pub display_name: Option<String>,
+    pub parent_folder_id: Option<String>,
+    pub child_folder_count: Option<u32>,
+    pub unread_item_count: Option<u32>,
+    pub total_item_count: Option<u32>,
+    pub size_in_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub is_hidden: Option<bool>,
+}
+
+/// `microsoft.graph.attachment` (file, item or reference attachment).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    #[serde(rename = "@odata.type")]
+    pub odata_type: Option<String>,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub content_type: Option<String>,
+    pub size: Option<u64>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub is_inline: Option<bool>,
+    pub content_id: Option<String>,
+    pub last_modified_date_time: Option<String>,
+}
+
+/// `microsoft.graph.uploadSession`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadSession {
+    pub upload_url: Option<String>,
+    pub expiration_date_time: Option<String>,
+    #[serde(default)]
+    pub next_expected_ranges: Vec<String>,
+}
+
+/// A page of a delta query: items, then either a nextLink or a deltaLink.
+#[derive(Clone, Debug, Deserialize)]
+pub struct DeltaPage<T> {
+    #[serde(rename = "@odata.nextLink")]
+    pub next_link: Option<String>,
+    #[serde(rename = "@odata.deltaLink")]
+    pub delta_link: Option<String>,
+    #[serde(default = "Vec::new")]
+    pub value: Vec<T>,
 }

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::client::Idempotency;
 use super::error::GraphError;
 
 /// Settings of the retry policy: `graph.retry` of the configuration.
@@ -18,7 +19,28 @@ pub use crate::config::RetryConfig as RetrySettings;
 const BUDGET_WINDOW: Duration = Duration::from_secs(10);
 
 /// Whether a failed attempt may be tried again, and after how long.
-pub fn retry_delay(error: &GraphError, attempt: u32, settings: &RetrySettings) -> Option<Duration> {
+pub fn retry_delay(
+    error: &GraphError,
+    attempt: u32,
+    settings: &RetrySettings,
+    idempotency: Idempotency,
+) -> Option<Duration> {
+    if idempotency == Idempotency::Once {
+        // Only answers that say Graph did not act (throttled, unavailable) and
+        // connections that never opened; a 504, a timeout or a reset may hide a done deed.
+        return match error {
+            GraphError::Api {
+                status: 429 | 503,
+                retry_after,
+                ..
+            } => Some(match retry_after {
+                Some(after) => *after,
+                None => backoff(attempt, settings.base_backoff),
+            }),
+            GraphError::Unreachable(_) => Some(backoff(attempt, settings.base_backoff)),
+            _ => None,
+        };
+    }
     match error {
         GraphError::Api {
             status: 429 | 503 | 504,
@@ -29,8 +51,7 @@ pub fn retry_delay(error: &GraphError, attempt: u32, settings: &RetrySettings) -
             None => backoff(attempt, settings.base_backoff),
         }),
         // No answer: the connection was refused, or reset before Graph answered. Only
-        // idempotent calls come through here (GETs, `$batch`es of GETs), so sending again
-        // cannot do anything twice.
+        // idempotent calls come through here, so sending again cannot do anything twice.
         GraphError::Unreachable(_) | GraphError::Interrupted(_) => {
             Some(backoff(attempt, settings.base_backoff))
         }
@@ -316,21 +337,34 @@ mod tests {
 
     #[test]
     fn throttling_and_unavailability_are_retried_after_graphs_own_delay() {
+        const I: Idempotency = Idempotency::Idempotent;
         let s = RetrySettings::default();
         assert_eq!(
-            retry_delay(&api(429, Some(Duration::from_millis(2128))), 0, &s),
+            retry_delay(&api(429, Some(Duration::from_millis(2128))), 0, &s, I),
             Some(Duration::from_millis(2128))
         );
-        assert!(retry_delay(&api(503, None), 0, &s).unwrap() <= s.base_backoff);
-        assert!(retry_delay(&api(504, None), 2, &s).unwrap() <= s.base_backoff * 4);
+        assert!(retry_delay(&api(503, None), 0, &s, I).unwrap() <= s.base_backoff);
+        assert!(retry_delay(&api(504, None), 2, &s, I).unwrap() <= s.base_backoff * 4);
         for status in [400, 401, 403, 404, 409, 500, 502] {
-            assert_eq!(retry_delay(&api(status, None), 0, &s), None, "{status}");
+            assert_eq!(retry_delay(&api(status, None), 0, &s, I), None, "{status}");
         }
-        assert_eq!(retry_delay(&GraphError::Timeout, 0, &s), None);
+        assert_eq!(retry_delay(&GraphError::Timeout, 0, &s, I), None);
         assert_eq!(
-            retry_delay(&GraphError::BadResponse("x".into()), 0, &s),
+            retry_delay(&GraphError::BadResponse("x".into()), 0, &s, I),
             None
         );
+    }
+
+    #[test]
+    fn a_call_that_may_act_once_is_retried_only_when_graph_certainly_did_not_act() {
+        let s = RetrySettings::default();
+        let once = |e: &GraphError| retry_delay(e, 0, &s, Idempotency::Once);
+        assert!(once(&api(429, None)).is_some());
+        assert!(once(&api(503, None)).is_some());
+        assert!(once(&GraphError::Unreachable("refused".into())).is_some());
+        assert_eq!(once(&api(504, None)), None);
+        assert_eq!(once(&GraphError::Timeout), None);
+        assert_eq!(once(&GraphError::Interrupted("reset".into())), None);
     }
 
     #[test]

@@ -109,6 +109,10 @@ impl GraphUrl {
         self.param("$search", search.to_owned())
     }
 
+    pub fn orderby(self, orderby: &str) -> Self {
+        self.param("$orderby", orderby.to_owned())
+    }
+
     pub fn expand(self, expand: &str) -> Self {
         self.param("$expand", expand.to_owned())
     }

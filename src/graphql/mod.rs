@@ -2,9 +2,10 @@
 //! `extensions.code`.
 
 pub mod graphiql;
+mod mail;
 mod types;
 
-use async_graphql::{EmptyMutation, EmptySubscription, ErrorExtensions, Schema};
+use async_graphql::{EmptySubscription, ErrorExtensions, MergedObject, Schema};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Json;
 use axum::extract::State;
@@ -15,15 +16,21 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::auth::AuthError;
 use crate::service::{ServiceError, Session};
-pub use types::Query;
+/// The root query type: each area contributes its fields.
+#[derive(MergedObject, Default)]
+pub struct Query(types::DirectoryQuery, mail::MailQuery);
 
-pub type GatewaySchema = Schema<Query, EmptyMutation, EmptySubscription>;
+/// The root mutation type.
+#[derive(MergedObject, Default)]
+pub struct Mutation(mail::MailMutation);
+
+pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Deepest query accepted; deeper ones are refused before any resolver runs.
 pub const MAX_DEPTH: usize = 12;
 
 pub fn build_schema() -> GatewaySchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_recursive_depth(32)
         .finish()

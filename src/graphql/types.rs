@@ -17,13 +17,13 @@ const DEFAULT_FIRST: i32 = 25;
 pub struct ConnectionFields {
     /// Total number of matches. Asked of Graph only when selected; available on `users`,
     /// null on relationship lists.
-    total_count: Option<u64>,
+    pub(super) total_count: Option<u64>,
 }
 
 pub type UserConnection = Connection<String, User, ConnectionFields>;
 pub type GroupConnection = Connection<String, Group, ConnectionFields>;
 
-fn connection<T: async_graphql::OutputType>(
+pub(super) fn connection<T: async_graphql::OutputType>(
     page: Page<T>,
     has_previous: bool,
 ) -> Connection<String, T, ConnectionFields> {
@@ -75,6 +75,11 @@ fn select_here(ctx: &Context<'_>) -> UserSelect {
     user_select(ctx.field().selection_set())
 }
 
+/// Selection of the current field, whose value is a user (for other modules).
+pub(super) fn user_select_of(ctx: &Context<'_>) -> UserSelect {
+    select_here(ctx)
+}
+
 /// Selection of the users inside a connection (`nodes { … }` and `edges { node { … } }`).
 fn select_nodes(ctx: &Context<'_>) -> UserSelect {
     let here = ctx.look_ahead();
@@ -86,6 +91,17 @@ fn select_nodes(ctx: &Context<'_>) -> UserSelect {
             .chain(edge_nodes)
             .flat_map(|f| f.selection_set().collect::<Vec<_>>()),
     )
+}
+
+/// True when the query reads nothing of a user but their mailbox: the user need not be
+/// fetched first (the mail request finds out whether the mailbox exists).
+fn only_mailbox_fields(ctx: &Context<'_>) -> bool {
+    ctx.field().selection_set().all(|f| {
+        matches!(
+            f.name(),
+            "mailFolders" | "mailFolder" | "messages" | "message" | "__typename"
+        )
+    })
 }
 
 fn wants_total_count(ctx: &Context<'_>) -> bool {
@@ -123,19 +139,27 @@ impl From<UserFilter> for ServiceUserFilter {
     }
 }
 
-pub struct Query;
+/// The directory part of the root query type.
+#[derive(Default)]
+pub struct DirectoryQuery;
 
 #[Object]
-impl Query {
+impl DirectoryQuery {
     /// The user the caller acts for. Callers that act as a pure application have none.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
         let session = ctx.data::<Session>()?;
+        if only_mailbox_fields(ctx) {
+            return session.mailbox_owner("me").gql();
+        }
         session.me(&select_here(ctx)).await.gql()
     }
 
-    /// A user by object id or user principal name.
+    /// A user (or shared mailbox) by object id, user principal name or mail address.
     async fn user(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<User> {
         let session = ctx.data::<Session>()?;
+        if only_mailbox_fields(ctx) {
+            return session.mailbox_owner(&id).gql();
+        }
         session.user(&id, &select_here(ctx)).await.gql()
     }
 
@@ -233,6 +257,55 @@ impl User {
             .await
             .gql()?;
         Ok(connection(page, has_previous))
+    }
+
+    /// The user's mail folders (top level: Inbox, Sent Items, … and custom folders).
+    async fn mail_folders(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::mail::MailFolderConnection> {
+        super::mail::mail_folders(ctx, &self.id, first, after).await
+    }
+
+    /// One mail folder by id or well-known name (`inbox`, `sentitems`, `drafts`,
+    /// `deleteditems`, `junkemail`, `archive`).
+    async fn mail_folder(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<crate::service::mail::MailFolder> {
+        super::mail::mail_folder(ctx, &self.id, &id).await
+    }
+
+    /// Messages of the mailbox, newest first: all folders, or one `folder` (id or
+    /// well-known name). `search` is KQL (`from:`, `subject:`, words) and cannot be combined
+    /// with `filter` or `orderBy`.
+    #[allow(clippy::too_many_arguments)]
+    async fn messages(
+        &self,
+        ctx: &Context<'_>,
+        folder: Option<String>,
+        filter: Option<super::mail::MessageFilterInput>,
+        search: Option<String>,
+        order_by: Option<super::mail::MessageOrderBy>,
+        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::mail::MessageConnection> {
+        super::mail::messages(
+            ctx, &self.id, folder, filter, search, order_by, first, after,
+        )
+        .await
+    }
+
+    /// One message by id.
+    async fn message(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<crate::service::mail::Message> {
+        super::mail::message(ctx, &self.id, &id).await
     }
 
     /// Groups this user is a direct member of.

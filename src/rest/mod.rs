@@ -3,6 +3,7 @@
 
 pub mod connect;
 mod directory;
+mod mail;
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .nest(
             "/api/v1",
             directory::router()
+                .merge(mail::router())
                 .merge(connect::api_router())
                 .fallback(|| async {
                     ApiError::from(ServiceError::NotFound("no such route".into()))
@@ -42,7 +44,7 @@ pub fn openapi_yaml() -> String {
 #[openapi(
     info(
         title = "m365-gateway REST API",
-        description = "Microsoft 365 through one door: directory (users, managers, reports, groups). \
+        description = "Microsoft 365 through one door: directory (users, managers, reports, groups) and mail. \
                        Every route needs `Authorization: Bearer <token>`; errors share one body shape.",
         version = "1"
     ),
@@ -54,6 +56,24 @@ pub fn openapi_yaml() -> String {
         directory::list_member_of,
         directory::get_group,
         directory::list_group_members,
+        mail::list_mail_folders,
+        mail::get_mail_folder,
+        mail::list_child_folders,
+        mail::list_messages,
+        mail::get_message,
+        mail::list_attachments,
+        mail::attachment_content,
+        mail::messages_delta,
+        mail::send_mail,
+        mail::create_draft,
+        mail::update_draft,
+        mail::send_draft,
+        mail::update_message,
+        mail::delete_message,
+        mail::reply,
+        mail::reply_all,
+        mail::forward,
+        mail::move_message,
         connect::list_connections,
         connect::create_connect_link,
         connect::revoke_connection,
@@ -90,8 +110,9 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema, Default)]
 pub struct ErrorDetail {
     /// Stable code: UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, BAD_USER_INPUT, CLAIMS_CHALLENGE,
-    /// CONSENT_REQUIRED, RECONNECT_REQUIRED, UPSTREAM_THROTTLED, UPSTREAM_ERROR, UNAVAILABLE,
-    /// INTERNAL, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, TIMEOUT.
+    /// CONSENT_REQUIRED, RECONNECT_REQUIRED, UPSTREAM_THROTTLED, UPSTREAM_ERROR,
+    /// UPSTREAM_TIMEOUT, UPSTREAM_TIMEOUT_UNKNOWN_OUTCOME, UPSTREAM_BAD_RESPONSE, SYNC_RESET,
+    /// UNAVAILABLE, INTERNAL, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, TIMEOUT.
     code: String,
     message: String,
     /// The `x-request-id` of the request, for support.
@@ -160,6 +181,9 @@ pub(crate) fn status_of(error: &ServiceError) -> StatusCode {
         ServiceError::UpstreamThrottled { .. } => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Upstream => StatusCode::BAD_GATEWAY,
         ServiceError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        ServiceError::UpstreamOutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
+        ServiceError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        ServiceError::SyncReset(_) => StatusCode::GONE,
         ServiceError::UpstreamBadResponse => StatusCode::BAD_GATEWAY,
         ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -366,6 +390,9 @@ mod tests {
             ),
             (ServiceError::Upstream, 502),
             (ServiceError::UpstreamTimeout, 504),
+            (ServiceError::UpstreamOutcomeUnknown, 504),
+            (ServiceError::PayloadTooLarge("x".into()), 413),
+            (ServiceError::SyncReset("x".into()), 410),
             (ServiceError::UpstreamBadResponse, 502),
             (ServiceError::Unavailable("x".into()), 503),
             (ServiceError::Internal, 500),

@@ -286,6 +286,71 @@ impl Session {
         self.adopt(user, select)
     }
 
+    /// The directory user with this mail address (a message's sender), or `None` when the
+    /// address is outside the tenant or outside what the caller may see: senders the
+    /// caller may not address are simply not resolved, at no Graph cost.
+    pub async fn user_by_address(
+        &self,
+        address: &str,
+        select: &UserSelect,
+    ) -> Result<Option<User>, ServiceError> {
+        if !self.caller.may("users.read") || !super::mail_send::is_address(address) {
+            return Ok(None);
+        }
+        let target = match self.resolve_user(address) {
+            Ok(target) => target,
+            Err(ServiceError::Forbidden(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let what = format!("user '{address}'");
+        if !self.caller.resources.is_all() {
+            // The policy index knew the address: `target` is the user's object id.
+            let url = select.apply(GraphUrl::root("users").id(&target)?);
+            return match self.get_json::<models::User>(GraphGet::new(url)).await {
+                Ok(user) => self.adopt(user, select).map(Some),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(self.upstream(e, &what)),
+            };
+        }
+        // By mail or proxy address rather than `/users/{address}`: it finds people whose
+        // address is not their UPN, and "nobody" is a 200 with an empty list, cached like
+        // any answer, so external senders cost nothing on the next query.
+        let literal = odata_string(&address.to_ascii_lowercase())?;
+        let smtp = odata_string(&format!("smtp:{}", address.to_ascii_lowercase()))?;
+        let url = select.apply(GraphUrl::root("users").filter(&format!(
+            "mail eq {literal} or proxyAddresses/any(p:p eq {smtp})"
+        )));
+        let page: models::Collection<models::User> = self
+            .get_json(GraphGet::new(url))
+            .await
+            .map_err(|e| self.upstream(e, &what))?;
+        match page.value.into_iter().next() {
+            Some(user) => self.adopt(user, select).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A user known only by the identifier the caller gave, without asking Graph: enough
+    /// when the query reads nothing of the user but their mailbox (the mail calls check
+    /// the policy and address the mailbox themselves). `me` is the user the caller acts for.
+    pub fn mailbox_owner(&self, id: &str) -> Result<User, ServiceError> {
+        let (_, key) = self.mailbox(id)?;
+        Ok(User {
+            id: key,
+            display_name: None,
+            given_name: None,
+            surname: None,
+            mail: None,
+            user_principal_name: None,
+            job_title: None,
+            department: None,
+            office_location: None,
+            business_phones: Vec::new(),
+            mobile_phone: None,
+            manager: None,
+        })
+    }
+
     /// The user the caller acts for.
     pub async fn me(&self, select: &UserSelect) -> Result<User, ServiceError> {
         if self.is_delegated() {

@@ -4,6 +4,8 @@
 mod batcher;
 pub mod connect;
 pub mod directory;
+pub mod mail;
+pub mod mail_send;
 mod paging;
 pub mod policy;
 
@@ -53,6 +55,17 @@ pub enum ServiceError {
     Upstream,
     #[error("Microsoft Graph did not answer in time")]
     UpstreamTimeout,
+    /// A write that may act only once (sending mail) got no clear answer: it may or may not
+    /// have happened. The gateway does not retry it; the caller decides (check Sent Items).
+    #[error(
+        "Microsoft Graph did not confirm the operation in time; it may or may not have happened, so it was not retried"
+    )]
+    UpstreamOutcomeUnknown,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A delta token Graph no longer knows: the caller must start a full sync again.
+    #[error("{0}")]
+    SyncReset(String),
     #[error("Microsoft Graph sent an answer the gateway cannot use")]
     UpstreamBadResponse,
     #[error("{0}")]
@@ -75,6 +88,9 @@ impl ServiceError {
             ServiceError::UpstreamThrottled { .. } => "UPSTREAM_THROTTLED",
             ServiceError::Upstream => "UPSTREAM_ERROR",
             ServiceError::UpstreamTimeout => "UPSTREAM_TIMEOUT",
+            ServiceError::UpstreamOutcomeUnknown => "UPSTREAM_TIMEOUT_UNKNOWN_OUTCOME",
+            ServiceError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ServiceError::SyncReset(_) => "SYNC_RESET",
             ServiceError::UpstreamBadResponse => "UPSTREAM_BAD_RESPONSE",
             ServiceError::Unavailable(_) => "UNAVAILABLE",
             ServiceError::Internal => "INTERNAL",
@@ -88,6 +104,22 @@ impl ServiceError {
         match &error {
             GraphError::Api { status: 404, .. } => {
                 ServiceError::NotFound(format!("{what} was not found"))
+            }
+            // Exchange's answer to an id that cannot exist (a folder name that is neither an
+            // id nor a well-known name): for the caller, there is no such item.
+            GraphError::Api {
+                status: 400, code, ..
+            } if code == "ErrorInvalidIdMalformed" => {
+                ServiceError::NotFound(format!("{what} was not found"))
+            }
+            GraphError::Api { status: 410, .. } => ServiceError::SyncReset(format!(
+                "the sync state of {what} expired; start over without a token"
+            )),
+            GraphError::Api {
+                status: 413, code, ..
+            } => {
+                tracing::info!(%code, "Graph refused a request as too large");
+                ServiceError::PayloadTooLarge(format!("the request for {what} is too large"))
             }
             GraphError::Api {
                 status: 400,
@@ -124,6 +156,10 @@ impl ServiceError {
             GraphError::Timeout => {
                 tracing::warn!("Graph did not answer in time");
                 ServiceError::UpstreamTimeout
+            }
+            GraphError::OutcomeUnknown(reason) => {
+                tracing::warn!(%reason, "a write may or may not have happened");
+                ServiceError::UpstreamOutcomeUnknown
             }
             GraphError::BadResponse(reason) => {
                 tracing::warn!(%reason, "unusable answer from Graph");
@@ -176,6 +212,8 @@ pub struct Session {
     access: Access,
     services: Services,
     batcher: GraphBatcher,
+    /// No Graph call of this request waits past it.
+    deadline: std::time::Instant,
     /// Managers that came expanded with users earlier in this request, by user id, with
     /// the selection they were fetched with (see `directory::Session::adopt`).
     known_managers: std::sync::Mutex<
@@ -240,6 +278,7 @@ impl Session {
         let access = Access::new(identity, assertion, caller.policy_version);
         Ok(Self {
             batcher: GraphBatcher::new(services.graph.clone(), access.clone(), deadline),
+            deadline,
             caller,
             access,
             services: services.clone(),
@@ -338,6 +377,11 @@ impl Session {
         &self.access
     }
 
+    /// When this request's Graph calls must be done.
+    pub fn deadline(&self) -> std::time::Instant {
+        self.deadline
+    }
+
     /// True when Graph calls run as the user (`obo`, `connected`), so `/me` is that user.
     pub fn is_delegated(&self) -> bool {
         self.access.identity.is_delegated()
@@ -364,6 +408,7 @@ mod tests {
         let rows: Vec<(GraphError, &str)> = vec![
             (api(404, "Request_ResourceNotFound"), "NOT_FOUND"),
             (api(400, "Request_UnsupportedQuery"), "BAD_USER_INPUT"),
+            (api(400, "ErrorInvalidIdMalformed"), "NOT_FOUND"),
             (api(429, "TooManyRequests"), "UPSTREAM_THROTTLED"),
             (api(503, "serviceNotAvailable"), "UPSTREAM_THROTTLED"),
             (api(504, "UnknownError"), "UPSTREAM_THROTTLED"),
@@ -375,6 +420,12 @@ mod tests {
             ),
             (GraphError::Saturated, "UPSTREAM_THROTTLED"),
             (GraphError::Timeout, "UPSTREAM_TIMEOUT"),
+            (
+                GraphError::OutcomeUnknown("reset".into()),
+                "UPSTREAM_TIMEOUT_UNKNOWN_OUTCOME",
+            ),
+            (api(410, "syncStateNotFound"), "SYNC_RESET"),
+            (api(413, "RequestEntityTooLarge"), "PAYLOAD_TOO_LARGE"),
             (
                 GraphError::BadResponse("html".into()),
                 "UPSTREAM_BAD_RESPONSE",

@@ -59,7 +59,7 @@ impl Cursor {
     }
 }
 
-fn same_path(a: &str, b: &str) -> bool {
+pub(super) fn same_path(a: &str, b: &str) -> bool {
     percent_decode_str(a).decode_utf8_lossy() == percent_decode_str(b).decode_utf8_lossy()
 }
 

@@ -189,6 +189,7 @@ fn restricted_config(operations: &[&str], user_claim: Option<&str>) -> m365_gate
             user_claim: user_claim.map(str::to_owned),
             operations: operations.iter().map(|s| s.to_string()).collect(),
             resources: vec!["*".into()],
+            send_as: Vec::new(),
             scopes: None,
         },
     );
@@ -313,6 +314,7 @@ async fn rs256_tokens_are_verified_against_the_issuers_jwks() {
             user_claim: None,
             operations: vec!["users.read".into()],
             resources: vec!["*".into()],
+            send_as: Vec::new(),
             scopes: None,
         },
     );

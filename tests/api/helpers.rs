@@ -202,6 +202,7 @@ pub fn real_mode_config_from(
             user_claim: Some("upn".into()),
             operations: operations.iter().map(|s| s.to_string()).collect(),
             resources: resources.iter().map(|s| s.to_string()).collect(),
+            send_as: Vec::new(),
             scopes: None,
         },
     );
@@ -280,6 +281,7 @@ pub fn obo_config(emu: &RunningEmulator, operations: &[&str]) -> Config {
             user_claim: None,
             operations: operations.iter().map(|s| s.to_string()).collect(),
             resources: vec!["*".into()],
+            send_as: Vec::new(),
             scopes: None,
         },
     );

@@ -142,6 +142,7 @@ impl TestIdp {
                 user_claim: Some("upn".into()),
                 operations: operations.iter().map(|s| s.to_string()).collect(),
                 resources: resources.iter().map(|s| s.to_string()).collect(),
+                send_as: Vec::new(),
                 scopes: None,
             },
         );

@@ -35,6 +35,7 @@ fn config_with(callers: &[(&str, &[&str])]) -> Config {
                 user_claim: None,
                 operations: vec!["users.read".into(), "groups.read".into()],
                 resources: resources.iter().map(|s| s.to_string()).collect(),
+                send_as: Vec::new(),
                 scopes: None,
             },
         );
