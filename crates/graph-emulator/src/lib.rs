@@ -22,10 +22,17 @@
 //! input, no immutable ids, `.Shared` scopes reach every mailbox, seeded mail has no twin in
 //! the sender's Sent Items.
 //!
+//! Calendars and contacts (see README.md, "Calendar and contacts"): calendars, events with
+//! recurrence (expanded in `calendarView`, with exceptions), `Prefer: outlook.timezone` with
+//! Windows and IANA zone names, meetings delivered to tenant attendees with responses and
+//! cancellation, `getSchedule` free/busy, `mailboxSettings`, contacts and contact folders;
+//! seeded lazily per user around the week the emulator started.
+//!
 //! This crate deliberately knows nothing about the gateway: the two must not share a
 //! misreading of Graph.
 
 mod admin;
+mod calendar;
 mod clock;
 mod entra;
 mod faults;
@@ -92,7 +99,7 @@ pub const DEFAULT_API_SCOPE: &str = "access_as_user";
 pub const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1/auth/callback";
 
 /// Every application permission the emulator checks somewhere.
-const ALL_APP_PERMISSIONS: [&str; 13] = [
+const ALL_APP_PERMISSIONS: [&str; 14] = [
     "User.Read.All",
     "User.ReadWrite.All",
     "User.RevokeSessions.All",
@@ -104,6 +111,7 @@ const ALL_APP_PERMISSIONS: [&str; 13] = [
     "Mail.Send",
     "Calendars.ReadWrite",
     "Contacts.ReadWrite",
+    "MailboxSettings.Read",
     "Files.ReadWrite.All",
     "Sites.ReadWrite.All",
 ];
@@ -298,6 +306,9 @@ pub(crate) struct EmulatorState {
     pub(crate) mailboxes: graph::MailboxLimiter,
     /// Every mailbox (created on first access), upload sessions, the sent log.
     pub(crate) mail: Mutex<mail::MailStore>,
+    /// Every user's calendars, events and contacts (created on first access). Lock order:
+    /// tenant, then this, then `mail`.
+    pub(crate) calendar: Mutex<calendar::CalendarStore>,
 }
 
 impl Emulator {
@@ -312,6 +323,11 @@ impl Emulator {
         let apps = entra::AppDirectory::new(&config.apps);
         let rules = config.faults.clone();
         let mail_store = Mutex::new(mail::MailStore::new(config.seed, clock::now_unix()));
+        let calendar_store = Mutex::new(calendar::CalendarStore::new(
+            config.seed,
+            clock::now_unix(),
+            &config.tenant_id,
+        ));
         let emulator = Emulator {
             state: Arc::new(EmulatorState {
                 faults: faults::FaultSet::new(config.seed),
@@ -323,6 +339,7 @@ impl Emulator {
                 recorder: admin::Recorder::default(),
                 mailboxes: graph::MailboxLimiter::default(),
                 mail: mail_store,
+                calendar: calendar_store,
             }),
         };
         for rule in rules {

@@ -17,6 +17,9 @@
 //! The mail examples (`tests/fixtures/mail-examples.jsonl`) run in file order against one
 //! emulator, as the demo user (`/me`), each paired with an equivalent request by hand; the
 //! examples without a response body (sendMail, reply, forward) are checked for their status.
+//!
+//! The calendar and contact examples (`tests/fixtures/calendar-examples.jsonl`) run the same
+//! way, as the demo user; fix-ups of the samples are explained next to them.
 
 mod common;
 
@@ -27,6 +30,7 @@ use serde_json::{Value, json};
 
 const FIXTURES: &str = include_str!("fixtures/directory-examples.jsonl");
 const MAIL_FIXTURES: &str = include_str!("fixtures/mail-examples.jsonl");
+const CALENDAR_FIXTURES: &str = include_str!("fixtures/calendar-examples.jsonl");
 
 /// Who calls: the app, or a delegated token for a user (for `/me`).
 #[derive(Clone, Copy)]
@@ -695,4 +699,273 @@ fn the_shape_check_notices_missing_extra_and_mistyped_keys() {
         shape_errors(&example, &actual, true, "$", &mut errors);
         assert!(!errors.is_empty(), "{actual}");
     }
+}
+
+/// `(method, path, body, Prefer, exact)`.
+type CalendarCall = (Method, String, Option<Value>, Option<&'static str>, bool);
+
+/// The request equivalent to a calendar or contact example, as the demo user: `(method,
+/// path, body, Prefer, exact)`.
+fn calendar_equivalent(
+    page: &str,
+    name: &str,
+    record: &Value,
+    (event_id, doomed_id): (&str, &str),
+    contact_id: &str,
+    colleague: &str,
+) -> Option<CalendarCall> {
+    let pst = Some("outlook.timezone=\"Pacific Standard Time\"");
+    let request_body = record["request"]["body"].clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let day = |offset: i64| {
+        let t = now + offset * 86_400;
+        let (y, m, d) = civil(t / 86_400);
+        format!("{y:04}-{m:02}-{d:02}T00:00:00Z")
+    };
+    Some(match (page, name) {
+        // The samples show `locations` next to `location` although only `location` is
+        // selected: select both.
+        ("user-list-events", "get_events") => (
+            Method::GET,
+            "/me/events?$select=subject,body,bodyPreview,organizer,attendees,start,end,location,locations&$top=50".into(),
+            None,
+            pst,
+            true,
+        ),
+        ("event-get", "get_event") => (
+            Method::GET,
+            format!("/me/events/{}?$select=subject,body,bodyPreview,organizer,attendees,start,end,location,locations,hideAttendees", enc(event_id)),
+            None,
+            pst,
+            true,
+        ),
+        ("event-get", "get_event_multiple_locations") => (
+            Method::GET,
+            format!("/me/events/{}?$select=subject,body,bodyPreview,organizer,attendees,start,end,location,locations", enc(event_id)),
+            None,
+            None,
+            true,
+        ),
+        ("user-list-calendarview", "user_get_calendarview") => (
+            Method::GET,
+            format!("/me/calendarView?startDateTime={}&endDateTime={}", day(-7), day(7)),
+            None,
+            None,
+            false,
+        ),
+        // The 2021 sample predates `isDefaultCalendar`: compare without the exact key set.
+        ("user-list-calendars", "user_get_calendars") => (Method::GET, "/me/calendars".into(), None, None, false),
+        ("user-post-events", _) => (Method::POST, "/me/events".into(), Some(request_body), pst, false),
+        ("event-update", "update_event") => (
+            Method::PATCH,
+            format!("/me/events/{}", enc(event_id)),
+            Some(request_body),
+            None,
+            false,
+        ),
+        ("event-delete", "delete_event") => {
+            (Method::DELETE, format!("/me/events/{}", enc(doomed_id)), None, None, false)
+        }
+        ("calendar-getschedule", "calendar_getSchedule") => {
+            let mut body = request_body;
+            body["schedules"] = json!([DEMO_USER_UPN, colleague]);
+            (Method::POST, "/me/calendar/getSchedule".into(), Some(body), pst, false)
+        }
+        ("user-list-contacts", "user_list_contacts__ex1") => (
+            Method::GET,
+            "/me/contacts?$filter=emailAddresses/any(a:a/address eq 'priya.raman@contoso-partners.example')".into(),
+            None,
+            None,
+            false,
+        ),
+        ("user-list-contacts", "user_get_contacts") => (Method::GET, "/me/contacts".into(), None, None, false),
+        ("contact-get", "get_contact") => {
+            (Method::GET, format!("/me/contacts/{}", enc(contact_id)), None, None, true)
+        }
+        ("contact-update", "update_contact") => (
+            Method::PATCH,
+            format!("/me/contacts/{}", enc(contact_id)),
+            Some(request_body),
+            None,
+            true,
+        ),
+        ("user-post-contacts", "create_contact_from_user") => {
+            (Method::POST, "/me/contacts".into(), Some(request_body), None, false)
+        }
+        _ => return None,
+    })
+}
+
+/// `(year, month, day)` of a day number since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[tokio::test]
+async fn every_documented_calendar_and_contact_response_has_the_emulators_key_shape() {
+    let h = start().await;
+    let token = h
+        .emu
+        .emulator
+        .issue_delegated_token(
+            DEFAULT_CLIENT_ID,
+            DEMO_USER_UPN,
+            &["Calendars.ReadWrite", "Contacts.ReadWrite"],
+        )
+        .expect("demo token");
+    let call = |method: Method, path: String, body: Option<Value>, prefer: Option<&'static str>| {
+        let token = token.clone();
+        let h = &h;
+        async move {
+            let headers: Vec<(&str, &str)> = prefer.iter().map(|p| ("Prefer", *p)).collect();
+            h.call(method, &path, body.as_ref(), Some(&token), &headers)
+                .await
+        }
+    };
+    let colleague = h
+        .get(&format!(
+            "/users/{DEMO_USER_UPN}/directReports?$select=mail"
+        ))
+        .await
+        .json()["value"][0]["mail"]
+        .as_str()
+        .expect("report")
+        .to_string();
+    // A meeting to read, update and finally delete; busy time in the getSchedule window.
+    let meeting = call(
+        Method::POST,
+        "/me/events".into(),
+        Some(json!({
+            "subject": "Orientation",
+            "body": {"contentType": "HTML", "content": "Please bring the notes I sent you."},
+            "start": {"dateTime": "2019-03-15T12:00:00", "timeZone": "Pacific Standard Time"},
+            "end": {"dateTime": "2019-03-15T14:00:00", "timeZone": "Pacific Standard Time"},
+            "location": {"displayName": "Assembly Hall"},
+            "attendees": [
+                {"emailAddress": {"address": colleague}, "type": "required"},
+                {"emailAddress": {"address": "danas@fabrikam.example", "name": "Dana Swope"}, "type": "required"},
+            ],
+        })),
+        None,
+    )
+    .await;
+    assert_eq!(meeting.status, StatusCode::CREATED, "{}", meeting.text);
+    let event_id = meeting.json()["id"].as_str().expect("id").to_string();
+    let doomed = call(
+        Method::POST,
+        "/me/events".into(),
+        Some(json!({
+            "subject": "To be deleted",
+            "start": {"dateTime": "2019-03-16T12:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2019-03-16T13:00:00", "timeZone": "UTC"},
+        })),
+        None,
+    )
+    .await;
+    let doomed_id = doomed.json()["id"].as_str().expect("id").to_string();
+    // A colleague (colleagues have IM addresses, as the sample does).
+    let contact_id = call(
+        Method::GET,
+        "/me/contacts?$top=1&$select=id&$filter=companyName eq 'Kestrel Ridge Outfitters'".into(),
+        None,
+        None,
+    )
+    .await
+    .json()["value"][0]["id"]
+        .as_str()
+        .expect("contact")
+        .to_string();
+
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    for line in CALENDAR_FIXTURES.lines().filter(|l| !l.trim().is_empty()) {
+        let record: Value = serde_json::from_str(line).expect("fixture JSON");
+        let page = record["page"].as_str().unwrap_or_default().to_string();
+        let name = record["name"].as_str().unwrap_or_default().to_string();
+        let Some((method, path, body, prefer, exact)) = calendar_equivalent(
+            &page,
+            &name,
+            &record,
+            (&event_id, &doomed_id),
+            &contact_id,
+            &colleague,
+        ) else {
+            failures.push(format!("{page}/{name}: no equivalent request defined"));
+            continue;
+        };
+        let reply = call(method, path, body, prefer).await;
+        let status = record["response"]["status"].as_u64().unwrap_or(200) as u16;
+        if reply.status.as_u16() != status {
+            failures.push(format!(
+                "{page}/{name}: status {} ({})",
+                reply.status, reply.text
+            ));
+            continue;
+        }
+        if let Some(p) = prefer
+            && status == 200
+            && reply.header("preference-applied") != Some(p)
+        {
+            failures.push(format!("{page}/{name}: no Preference-Applied"));
+        }
+        compared += 1;
+        let Some(mut example) = documented_body(&record) else {
+            // delete_event (204) and the request-only filter example.
+            if status == 204 && !reply.text.is_empty() {
+                failures.push(format!(
+                    "{page}/{name}: a body where the documentation has none"
+                ));
+            }
+            continue;
+        };
+        match (page.as_str(), name.as_str()) {
+            // `proposedNewTime` (a new-time proposal) is not emulated.
+            ("event-get", "get_event") => {
+                if let Some(list) = example["attendees"].as_array_mut() {
+                    for a in list {
+                        if let Some(o) = a.as_object_mut() {
+                            o.remove("proposedNewTime");
+                        }
+                    }
+                }
+            }
+            // One location per event is emulated: keep the sample's first.
+            ("event-get", "get_event_multiple_locations")
+            | ("user-post-events", "create_event_from_user_multiple_locations") => {
+                if let Some(list) = example["locations"].as_array_mut() {
+                    list.truncate(1);
+                }
+            }
+            // Working hours always name their zone (no customTimeZone with offsets).
+            ("calendar-getschedule", _) => {
+                if let Some(list) = example["value"].as_array_mut() {
+                    for s in list {
+                        s["workingHours"]["timeZone"] = json!({"name": "Pacific Standard Time"});
+                    }
+                }
+            }
+            _ => {}
+        }
+        let mut errors = Vec::new();
+        shape_errors(&example, &reply.json(), exact, "$", &mut errors);
+        if !errors.is_empty() {
+            failures.push(format!("{page}/{name}: {errors:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(
+        compared, 17,
+        "every calendar and contact example was compared"
+    );
 }

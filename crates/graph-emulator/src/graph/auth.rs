@@ -189,6 +189,71 @@ pub(crate) const MAIL_SEND_SHARED: Permission = Permission {
     delegated: &["Mail.Send.Shared"],
 };
 
+/// Reading one's own calendars and events.
+pub(crate) const CALENDARS_READ: Permission = Permission {
+    application: &["Calendars.Read", "Calendars.ReadWrite"],
+    delegated: &["Calendars.Read", "Calendars.ReadWrite"],
+};
+
+/// Another user's calendars with a delegated token need the `.Shared` scopes.
+pub(crate) const CALENDARS_READ_SHARED: Permission = Permission {
+    application: CALENDARS_READ.application,
+    delegated: &["Calendars.Read.Shared", "Calendars.ReadWrite.Shared"],
+};
+
+/// Creating, updating, deleting, responding to and cancelling events.
+pub(crate) const CALENDARS_WRITE: Permission = Permission {
+    application: &["Calendars.ReadWrite"],
+    delegated: &["Calendars.ReadWrite"],
+};
+
+pub(crate) const CALENDARS_WRITE_SHARED: Permission = Permission {
+    application: CALENDARS_WRITE.application,
+    delegated: &["Calendars.ReadWrite.Shared"],
+};
+
+/// `calendar/getSchedule` (free/busy of anyone, whoever's path it is called on).
+pub(crate) const CALENDARS_SCHEDULE: Permission = Permission {
+    application: &[
+        "Calendars.ReadBasic",
+        "Calendars.Read",
+        "Calendars.ReadWrite",
+    ],
+    delegated: &[
+        "Calendars.ReadBasic",
+        "Calendars.Read",
+        "Calendars.ReadWrite",
+        "Calendars.Read.Shared",
+        "Calendars.ReadWrite.Shared",
+    ],
+};
+
+pub(crate) const CONTACTS_READ: Permission = Permission {
+    application: &["Contacts.Read", "Contacts.ReadWrite"],
+    delegated: &["Contacts.Read", "Contacts.ReadWrite"],
+};
+
+pub(crate) const CONTACTS_READ_SHARED: Permission = Permission {
+    application: CONTACTS_READ.application,
+    delegated: &["Contacts.Read.Shared", "Contacts.ReadWrite.Shared"],
+};
+
+pub(crate) const CONTACTS_WRITE: Permission = Permission {
+    application: &["Contacts.ReadWrite"],
+    delegated: &["Contacts.ReadWrite"],
+};
+
+pub(crate) const CONTACTS_WRITE_SHARED: Permission = Permission {
+    application: CONTACTS_WRITE.application,
+    delegated: &["Contacts.ReadWrite.Shared"],
+};
+
+/// `GET /mailboxSettings`.
+pub(crate) const MAILBOX_SETTINGS_READ: Permission = Permission {
+    application: &["MailboxSettings.Read", "MailboxSettings.ReadWrite"],
+    delegated: &["MailboxSettings.Read", "MailboxSettings.ReadWrite"],
+};
+
 impl Principal {
     /// The calling application's client id.
     pub fn app_id(&self) -> &str {

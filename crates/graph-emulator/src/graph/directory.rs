@@ -146,7 +146,9 @@ pub(crate) fn handle(
             "Nested batch requests are not supported.",
         )),
         // Writes and mail are dispatched before the tenant is read-locked (`graph::dispatch`).
-        Route::RevokeSessions(_) | Route::Mail { .. } => Err(GraphError::method_not_allowed()),
+        Route::RevokeSessions(_) | Route::Mail { .. } | Route::Calendar { .. } => {
+            Err(GraphError::method_not_allowed())
+        }
     }
 }
 

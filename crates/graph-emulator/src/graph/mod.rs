@@ -4,6 +4,7 @@
 
 mod auth;
 mod batch;
+mod calendar;
 mod collection;
 mod directory;
 mod errors;
@@ -303,6 +304,13 @@ fn dispatch(
     } = route
     {
         return mail::handle(emulator, req, subject, mail_route, principal);
+    }
+    if let Route::Calendar {
+        subject,
+        route: calendar_route,
+    } = route
+    {
+        return calendar::handle(emulator, req, subject, calendar_route, principal);
     }
     let opts = QueryOptions::parse(req.query.as_deref())?;
     let eventual = req

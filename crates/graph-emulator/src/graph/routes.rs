@@ -6,6 +6,7 @@ use axum::http::Method;
 use percent_encoding::percent_decode_str;
 
 use super::auth::{self, Permission};
+use super::calendar::routes::{self as calendar_routes, CalendarRoute};
 use super::errors::GraphError;
 use super::mail::routes::{self as mail_routes, MailRoute};
 
@@ -108,6 +109,11 @@ pub(crate) enum Route {
         subject: Subject,
         route: MailRoute,
     },
+    /// Calendars, events, `calendarView`, `getSchedule`, contacts, `mailboxSettings`.
+    Calendar {
+        subject: Subject,
+        route: CalendarRoute,
+    },
 }
 
 impl Route {
@@ -156,6 +162,9 @@ impl Route {
             Route::RoleMembers(_) => "/directoryRoles/{id}/members".to_string(),
             Route::RevokeSessions(s) => format!("{}/revokeSignInSessions", subject(s)),
             Route::Mail { subject: s, route } => format!("{}{}", subject(s), route.template()),
+            Route::Calendar { subject: s, route } => {
+                format!("{}{}", subject(s), route.template())
+            }
         }
     }
 
@@ -166,6 +175,10 @@ impl Route {
             | Route::Manager(Subject::User(key))
             | Route::RevokeSessions(Subject::User(key))
             | Route::Mail {
+                subject: Subject::User(key),
+                ..
+            }
+            | Route::Calendar {
                 subject: Subject::User(key),
                 ..
             }
@@ -182,6 +195,10 @@ impl Route {
     pub fn self_permission(&self, method: &Method) -> Option<&'static Permission> {
         let me = match self {
             Route::Mail {
+                subject: Subject::User(_),
+                route,
+            } => return Some(route.permission(method, true)),
+            Route::Calendar {
                 subject: Subject::User(_),
                 route,
             } => return Some(route.permission(method, true)),
@@ -208,6 +225,7 @@ impl Route {
     pub fn check_method(&self, method: &Method) -> Result<(), GraphError> {
         let allowed = match self {
             Route::Mail { route, .. } => return route.check_method(method),
+            Route::Calendar { route, .. } => return route.check_method(method),
             Route::Batch | Route::RevokeSessions(_) => method == Method::POST,
             _ => method == Method::GET,
         };
@@ -222,6 +240,7 @@ impl Route {
     pub fn permission_for(&self, method: &Method) -> &'static Permission {
         match self {
             Route::Mail { subject, route } => route.permission(method, *subject == Subject::Me),
+            Route::Calendar { subject, route } => route.permission(method, *subject == Subject::Me),
             _ => self.permission(),
         }
     }
@@ -229,7 +248,7 @@ impl Route {
     /// The 403 a caller without the permission gets: Exchange words it its own way.
     pub fn access_denied(&self) -> GraphError {
         match self {
-            Route::Mail { .. } => super::mail::access_denied(),
+            Route::Mail { .. } | Route::Calendar { .. } => super::mail::access_denied(),
             _ => GraphError::insufficient_privileges(),
         }
     }
@@ -238,6 +257,7 @@ impl Route {
         let me = |s: &Subject| *s == Subject::Me;
         match self {
             Route::Mail { subject, route } => route.permission(&Method::GET, me(subject)),
+            Route::Calendar { subject, route } => route.permission(&Method::GET, me(subject)),
             Route::Batch => &auth::NO_PERMISSION,
             Route::RevokeSessions(_) => &auth::REVOKE_SESSIONS,
             Route::Users { .. } => &auth::READ_USERS,
@@ -324,6 +344,10 @@ fn user_route(subject: Subject, rest: &[&str]) -> Result<Route, GraphError> {
         [first, ..] if mail_routes::is_mail_segment(first) => Ok(Route::Mail {
             subject,
             route: mail_routes::resolve(rest)?,
+        }),
+        [first, ..] if calendar_routes::is_calendar_segment(first) => Ok(Route::Calendar {
+            subject,
+            route: calendar_routes::resolve(rest)?,
         }),
         [m] if is(m, "manager") => Ok(Route::Manager(subject)),
         [r] if is(r, "revokeSignInSessions") => Ok(Route::RevokeSessions(subject)),
@@ -421,6 +445,17 @@ mod tests {
                 "/users/{id}/messages/{id}/attachments/{id}/$value",
             ),
             ("/users/x/sendMail", "/users/{id}/sendMail"),
+            ("/users/x/calendarView", "/users/{id}/calendarView"),
+            (
+                "/users/x/calendars/y/calendarView",
+                "/users/{id}/calendars/{id}/calendarView",
+            ),
+            (
+                "/users/x/calendar/getSchedule",
+                "/users/{id}/calendar/getSchedule",
+            ),
+            ("/me/events/x", "/me/events/{id}"),
+            ("/users/x/contacts", "/users/{id}/contacts"),
         ] {
             assert_eq!(
                 resolve(path).map(|r| r.template()),

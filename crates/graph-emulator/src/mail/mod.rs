@@ -109,6 +109,9 @@ pub(crate) struct Message {
     pub delivery_receipt: bool,
     pub read_receipt: bool,
     pub headers: Vec<(String, String)>,
+    /// `@odata.type` when the message is a subtype (`#microsoft.graph.eventMessageRequest`
+    /// for meeting requests); `None` for plain messages.
+    pub odata_type: Option<&'static str>,
 }
 
 impl Message {
@@ -148,6 +151,7 @@ impl Message {
             delivery_receipt: false,
             read_receipt: false,
             headers: Vec::new(),
+            odata_type: None,
         }
     }
 

@@ -7,7 +7,7 @@
 
 mod delta;
 mod filter;
-mod query;
+pub(crate) mod query;
 mod read;
 mod render;
 pub(crate) mod routes;
@@ -252,6 +252,11 @@ fn check_simple_attachments(map: &Map<String, Value>) -> Result<(), GraphError> 
     Ok(())
 }
 
+/// An `itemBody` from JSON (`contentType` text/html in any case), as messages take it.
+pub(crate) fn write_body(v: &Value) -> Result<crate::mail::Body, GraphError> {
+    write::parse_body(v)
+}
+
 /// A property of a JSON object by case-insensitive name (Graph accepts `AttachmentItem` and
 /// `attachmentItem` alike).
 pub(crate) fn get_ci<'v>(map: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
@@ -262,7 +267,7 @@ pub(crate) fn get_ci<'v>(map: &'v Map<String, Value>, name: &str) -> Option<&'v 
     })
 }
 
-fn lock_store(state: &EmulatorState) -> MutexGuard<'_, MailStore> {
+pub(crate) fn lock_store(state: &EmulatorState) -> MutexGuard<'_, MailStore> {
     state
         .mail
         .lock()
@@ -270,7 +275,7 @@ fn lock_store(state: &EmulatorState) -> MutexGuard<'_, MailStore> {
 }
 
 /// The tenant user whose mailbox a path names.
-fn owner_of(
+pub(crate) fn owner_of(
     tenant: &Tenant,
     subject: &Subject,
     principal: &Principal,

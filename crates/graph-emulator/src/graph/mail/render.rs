@@ -293,8 +293,9 @@ pub(crate) fn property(mb: &Mailbox, m: &Message, name: &str, body_text: bool) -
 
 pub(crate) fn message(mb: &Mailbox, m: &Message, view: &View) -> Map<String, Value> {
     let mut out = Map::new();
-    if view.with_type {
-        out.insert("@odata.type".into(), json!("#microsoft.graph.message"));
+    if view.with_type || m.odata_type.is_some() {
+        let odata_type = m.odata_type.unwrap_or("#microsoft.graph.message");
+        out.insert("@odata.type".into(), json!(odata_type));
     }
     out.insert("@odata.etag".into(), Value::String(etag(mb, m)));
     let text = view.body_text == Some(true);
