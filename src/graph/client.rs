@@ -28,7 +28,7 @@ pub struct GraphGet {
     pub eventual: bool,
     /// A `Prefer` header value (e.g. `outlook.body-content-type="text"`); it changes the
     /// answer, so it is part of the cache key too.
-    pub prefer: Option<&'static str>,
+    pub prefer: Option<String>,
 }
 
 impl GraphGet {
@@ -45,8 +45,9 @@ impl GraphGet {
         self
     }
 
-    pub fn prefer(mut self, prefer: Option<&'static str>) -> Self {
-        self.prefer = prefer;
+    /// Sets the `Prefer` header (several preferences joined by `, `).
+    pub fn prefer(mut self, prefer: Option<&str>) -> Self {
+        self.prefer = prefer.map(str::to_owned);
         self
     }
 }
@@ -70,6 +71,8 @@ pub struct GraphWrite {
     pub url: String,
     pub body: Option<Value>,
     pub idempotency: Idempotency,
+    /// A `Prefer` header (e.g. `outlook.timezone="…"` for answers with times).
+    pub prefer: Option<String>,
 }
 
 impl GraphWrite {
@@ -79,6 +82,7 @@ impl GraphWrite {
             url: url.to_string(),
             body: Some(body),
             idempotency: Idempotency::Once,
+            prefer: None,
         }
     }
 
@@ -88,6 +92,7 @@ impl GraphWrite {
             url: url.to_string(),
             body: Some(body),
             idempotency: Idempotency::Idempotent,
+            prefer: None,
         }
     }
 
@@ -97,6 +102,7 @@ impl GraphWrite {
             url: url.to_string(),
             body: None,
             idempotency: Idempotency::Idempotent,
+            prefer: None,
         }
     }
 }
@@ -351,7 +357,10 @@ impl GraphClient {
             deadline,
             request.idempotency,
             |http| {
-                let builder = http.request(request.method.clone(), &url);
+                let mut builder = http.request(request.method.clone(), &url);
+                if let Some(prefer) = &request.prefer {
+                    builder = builder.header("Prefer", prefer);
+                }
                 match &request.body {
                     Some(body) => builder.json(body),
                     None => builder,
@@ -553,7 +562,7 @@ impl GraphClient {
                 if item.eventual {
                     headers.insert("ConsistencyLevel".into(), json!("eventual"));
                 }
-                if let Some(prefer) = item.prefer {
+                if let Some(prefer) = &item.prefer {
                     headers.insert("Prefer".into(), json!(prefer));
                 }
                 if !headers.is_empty() {
@@ -841,7 +850,7 @@ fn get_builder(http: &reqwest::Client, url: &str, request: &GraphGet) -> reqwest
     if request.eventual {
         builder = builder.header("ConsistencyLevel", "eventual");
     }
-    if let Some(prefer) = request.prefer {
+    if let Some(prefer) = &request.prefer {
         builder = builder.header("Prefer", prefer);
     }
     builder
@@ -868,7 +877,7 @@ fn cache_key(access: &Access, request: &GraphGet) -> String {
         "{}\n{}{}\n{}",
         access.cache_namespace,
         if request.eventual { "eventual" } else { "" },
-        request.prefer.unwrap_or(""),
+        request.prefer.as_deref().unwrap_or(""),
         request.url
     )
 }

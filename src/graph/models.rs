@@ -228,3 +228,182 @@ pub struct DeltaPage<T> {
     #[serde(default = "Vec::new")]
     pub value: Vec<T>,
 }
+
+/// `microsoft.graph.calendar`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Calendar {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub color: Option<String>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub is_default_calendar: Option<bool>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub can_edit: Option<bool>,
+    pub owner: Option<EmailAddress>,
+}
+
+/// `microsoft.graph.location`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Location {
+    pub display_name: Option<String>,
+    pub location_type: Option<String>,
+    pub location_uri: Option<String>,
+}
+
+/// `microsoft.graph.responseStatus`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseStatus {
+    pub response: Option<String>,
+    pub time: Option<String>,
+}
+
+/// `microsoft.graph.attendee`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attendee {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub status: Option<ResponseStatus>,
+    pub email_address: Option<EmailAddress>,
+}
+
+/// `microsoft.graph.onlineMeetingInfo`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OnlineMeeting {
+    pub join_url: Option<String>,
+}
+
+/// `microsoft.graph.event`. `recurrence` stays JSON: the gateway passes it through.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub id: Option<String>,
+    pub subject: Option<String>,
+    pub body: Option<ItemBody>,
+    pub body_preview: Option<String>,
+    pub start: Option<DateTimeTimeZone>,
+    pub end: Option<DateTimeTimeZone>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub is_all_day: Option<bool>,
+    pub location: Option<Location>,
+    #[serde(default)]
+    pub locations: Option<Vec<Location>>,
+    #[serde(default)]
+    pub attendees: Option<Vec<Attendee>>,
+    pub organizer: Option<Recipient>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub is_online_meeting: Option<bool>,
+    pub online_meeting: Option<OnlineMeeting>,
+    pub recurrence: Option<Value>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub series_master_id: Option<String>,
+    pub show_as: Option<String>,
+    pub sensitivity: Option<String>,
+    pub importance: Option<String>,
+    #[serde(default)]
+    pub categories: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub is_cancelled: Option<bool>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub is_organizer: Option<bool>,
+    pub response_status: Option<ResponseStatus>,
+    pub web_link: Option<String>,
+    #[serde(rename = "iCalUId")]
+    pub ical_uid: Option<String>,
+    pub transaction_id: Option<String>,
+    pub reminder_minutes_before_start: Option<i64>,
+}
+
+/// `microsoft.graph.physicalAddress`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhysicalAddress {
+    pub street: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub country_or_region: Option<String>,
+    pub postal_code: Option<String>,
+}
+
+/// `microsoft.graph.contact`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Contact {
+    pub id: Option<String>,
+    pub display_name: Option<String>,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    #[serde(default)]
+    pub email_addresses: Option<Vec<EmailAddress>>,
+    #[serde(default)]
+    pub business_phones: Option<Vec<String>>,
+    pub mobile_phone: Option<String>,
+    pub company_name: Option<String>,
+    pub job_title: Option<String>,
+    pub department: Option<String>,
+    pub business_address: Option<PhysicalAddress>,
+    #[serde(default)]
+    pub categories: Option<Vec<String>>,
+    pub parent_folder_id: Option<String>,
+}
+
+/// `microsoft.graph.contactFolder`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactFolder {
+    pub id: Option<String>,
+    pub display_name: Option<String>,
+    pub parent_folder_id: Option<String>,
+}
+
+/// One person's answer in `getSchedule`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleInformation {
+    pub schedule_id: Option<String>,
+    pub availability_view: Option<String>,
+    #[serde(default)]
+    pub schedule_items: Option<Vec<ScheduleItem>>,
+    pub working_hours: Option<WorkingHours>,
+    pub error: Option<FreeBusyError>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleItem {
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub is_private: Option<bool>,
+    pub status: Option<String>,
+    pub subject: Option<String>,
+    pub location: Option<String>,
+    pub start: Option<DateTimeTimeZone>,
+    pub end: Option<DateTimeTimeZone>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkingHours {
+    #[serde(default)]
+    pub days_of_week: Vec<String>,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub time_zone: Option<TimeZoneBase>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeZoneBase {
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FreeBusyError {
+    pub message: Option<String>,
+    pub response_code: Option<String>,
+}

@@ -121,7 +121,8 @@ impl GraphUrl {
         self.param("$count", "true".to_owned())
     }
 
-    fn param(mut self, key: &'static str, value: String) -> Self {
+    /// Any other query parameter (`startDateTime`, …); the value is encoded.
+    pub fn param(mut self, key: &'static str, value: String) -> Self {
         self.query.push((key, value));
         self
     }

@@ -450,14 +450,13 @@ impl Message {
         ctx: &Context<'_>,
         format: Option<BodyFormat>,
     ) -> async_graphql::Result<Option<MessageBody>> {
-        let wanted = format.map(BodyType::from);
+        let wanted = format.map_or(BodyType::Html, BodyType::from);
         match &self.body {
-            Some(body) if wanted.is_none_or(|w| w == body.content_type) => Ok(Some(body.into())),
+            Some(body) if body.content_type == wanted => Ok(Some(body.into())),
             _ => {
                 // Another format than the list fetched (aliases): one batched GET.
                 let session = ctx.data::<Session>()?;
-                let select =
-                    MessageSelect::from_names(["body"]).with_body(wanted.unwrap_or(BodyType::Html));
+                let select = MessageSelect::from_names(["body"]).with_body(wanted);
                 let message = session
                     .message(&self.mailbox, &self.id, &select)
                     .await

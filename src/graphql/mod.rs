@@ -1,6 +1,7 @@
 //! The GraphQL transport: schema, HTTP handler and the one mapping of service errors to
 //! `extensions.code`.
 
+mod calendar;
 pub mod graphiql;
 mod mail;
 mod types;
@@ -18,11 +19,15 @@ use crate::auth::AuthError;
 use crate::service::{ServiceError, Session};
 /// The root query type: each area contributes its fields.
 #[derive(MergedObject, Default)]
-pub struct Query(types::DirectoryQuery, mail::MailQuery);
+pub struct Query(
+    types::DirectoryQuery,
+    mail::MailQuery,
+    calendar::CalendarQuery,
+);
 
 /// The root mutation type.
 #[derive(MergedObject, Default)]
-pub struct Mutation(mail::MailMutation);
+pub struct Mutation(mail::MailMutation, calendar::CalendarMutation);
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
 

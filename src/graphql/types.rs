@@ -99,7 +99,19 @@ fn only_mailbox_fields(ctx: &Context<'_>) -> bool {
     ctx.field().selection_set().all(|f| {
         matches!(
             f.name(),
-            "mailFolders" | "mailFolder" | "messages" | "message" | "__typename"
+            "mailFolders"
+                | "mailFolder"
+                | "messages"
+                | "message"
+                | "calendars"
+                | "calendar"
+                | "events"
+                | "calendarView"
+                | "event"
+                | "contacts"
+                | "contact"
+                | "contactFolders"
+                | "__typename"
         )
     })
 }
@@ -306,6 +318,156 @@ impl User {
         id: ID,
     ) -> async_graphql::Result<crate::service::mail::Message> {
         super::mail::message(ctx, &self.id, &id).await
+    }
+
+    /// The user's calendars.
+    async fn calendars(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::calendar::CalendarConnection> {
+        super::calendar::calendars(ctx, &self.id, first, after).await
+    }
+
+    /// The user's default calendar.
+    async fn calendar(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<crate::service::calendar::Calendar> {
+        let session = ctx.data::<Session>()?;
+        session.calendar(&self.id).await.gql()
+    }
+
+    /// Events as stored (single events and series masters, not expanded), by start time;
+    /// optionally those starting from `start` and ending by `end`.
+    #[allow(clippy::too_many_arguments)]
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Calendar id; default: the default calendar.")] calendar: Option<String>,
+        start: Option<String>,
+        end: Option<String>,
+        subject_contains: Option<String>,
+        #[graphql(desc = "Zone of the times returned (IANA or Windows; default UTC).")]
+        time_zone: Option<String>,
+        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::calendar::EventConnection> {
+        let session = ctx.data::<Session>()?;
+        let has_previous = after.is_some();
+        let page = session
+            .events(
+                &self.id,
+                calendar.as_deref(),
+                start.as_deref(),
+                end.as_deref(),
+                subject_contains.as_deref(),
+                time_zone.as_deref(),
+                super::calendar::first(first),
+                after.as_deref(),
+            )
+            .await
+            .gql()?;
+        Ok(super::calendar::event_connection(page, has_previous))
+    }
+
+    /// What happens between `start` and `end` (at most 62 days): recurring series
+    /// expanded into occurrences and exceptions.
+    #[allow(clippy::too_many_arguments)]
+    async fn calendar_view(
+        &self,
+        ctx: &Context<'_>,
+        calendar: Option<String>,
+        #[graphql(desc = "ISO 8601 with offset.")] start: String,
+        end: String,
+        #[graphql(desc = "Zone of the times returned (IANA or Windows; default UTC).")]
+        time_zone: Option<String>,
+        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::calendar::EventConnection> {
+        let session = ctx.data::<Session>()?;
+        let has_previous = after.is_some();
+        let page = session
+            .calendar_view(
+                &self.id,
+                calendar.as_deref(),
+                &start,
+                &end,
+                time_zone.as_deref(),
+                super::calendar::first(first),
+                after.as_deref(),
+            )
+            .await
+            .gql()?;
+        Ok(super::calendar::event_connection(page, has_previous))
+    }
+
+    /// One event by id.
+    async fn event(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        time_zone: Option<String>,
+    ) -> async_graphql::Result<crate::service::calendar::Event> {
+        let session = ctx.data::<Session>()?;
+        session
+            .event(&self.id, &id, time_zone.as_deref())
+            .await
+            .gql()
+    }
+
+    /// The user's contacts (default folder, or `folder`), optionally searched.
+    async fn contacts(
+        &self,
+        ctx: &Context<'_>,
+        folder: Option<String>,
+        search: Option<String>,
+        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::calendar::ContactConnection> {
+        let session = ctx.data::<Session>()?;
+        let has_previous = after.is_some();
+        let page = session
+            .contacts(
+                &self.id,
+                folder.as_deref(),
+                search.as_deref(),
+                super::calendar::first(first),
+                after.as_deref(),
+            )
+            .await
+            .gql()?;
+        Ok(super::calendar::contact_connection(page, has_previous))
+    }
+
+    /// One contact by id.
+    async fn contact(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<crate::service::contacts::Contact> {
+        let session = ctx.data::<Session>()?;
+        session.contact(&self.id, &id).await.gql()
+    }
+
+    /// The user's contact folders.
+    async fn contact_folders(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::calendar::ContactFolderConnection> {
+        let session = ctx.data::<Session>()?;
+        let has_previous = after.is_some();
+        let page = session
+            .contact_folders(&self.id, super::calendar::first(first), after.as_deref())
+            .await
+            .gql()?;
+        Ok(super::calendar::contact_folder_connection(
+            page,
+            has_previous,
+        ))
     }
 
     /// Groups this user is a direct member of.

@@ -1,6 +1,7 @@
 //! The REST transport under `/api/v1`, its OpenAPI document, and the one mapping of
 //! service errors to HTTP statuses.
 
+mod calendar;
 pub mod connect;
 mod directory;
 mod mail;
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
             "/api/v1",
             directory::router()
                 .merge(mail::router())
+                .merge(calendar::router())
                 .merge(connect::api_router())
                 .fallback(|| async {
                     ApiError::from(ServiceError::NotFound("no such route".into()))
@@ -44,7 +46,7 @@ pub fn openapi_yaml() -> String {
 #[openapi(
     info(
         title = "m365-gateway REST API",
-        description = "Microsoft 365 through one door: directory (users, managers, reports, groups) and mail. \
+        description = "Microsoft 365 through one door: directory (users, managers, reports, groups), mail, calendar and contacts. \
                        Every route needs `Authorization: Bearer <token>`; errors share one body shape.",
         version = "1"
     ),
@@ -74,6 +76,24 @@ pub fn openapi_yaml() -> String {
         mail::reply_all,
         mail::forward,
         mail::move_message,
+        calendar::list_calendars,
+        calendar::get_calendar,
+        calendar::list_events,
+        calendar::calendar_view,
+        calendar::get_event,
+        calendar::create_event,
+        calendar::update_event,
+        calendar::delete_event,
+        calendar::cancel_event,
+        calendar::respond_to_event,
+        calendar::schedule,
+        calendar::meeting_slots,
+        calendar::list_contacts,
+        calendar::get_contact,
+        calendar::create_contact,
+        calendar::update_contact,
+        calendar::delete_contact,
+        calendar::list_contact_folders,
         connect::list_connections,
         connect::create_connect_link,
         connect::revoke_connection,

@@ -2,12 +2,15 @@
 //! Graph identity does it; transports call in here and map [`ServiceError`] once each.
 
 mod batcher;
+pub mod calendar;
 pub mod connect;
+pub mod contacts;
 pub mod directory;
 pub mod mail;
 pub mod mail_send;
 mod paging;
 pub mod policy;
+pub mod timezone;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -100,6 +100,9 @@ impl Session {
         after: Option<&str>,
         what: &str,
     ) -> Result<Page<T>, ServiceError> {
+        // `Prefer` (body format, time zone) comes from this request's arguments, never from
+        // the cursor, so a crafted cursor cannot add preferences.
+        let prefer = start.prefer.clone();
         let mut cursor = match after {
             Some(text) => Cursor::decode(text, expected_path)?,
             None => Cursor {
@@ -119,7 +122,9 @@ impl Session {
                 return Err(self.upstream(GraphError::Refused("a nextLink cycle".into()), what));
             }
             has_next = false;
-            let request = GraphGet::new(&cursor.url).eventual(cursor.eventual);
+            let request = GraphGet::new(&cursor.url)
+                .eventual(cursor.eventual)
+                .prefer(prefer.as_deref());
             let page: Collection<T> = self
                 .get_json(request)
                 .await

@@ -1,9 +1,11 @@
 //! Integration tests: the emulator and the gateway on port 0, real HTTP, one binary.
 
 mod auth;
+mod calendar;
 mod cli;
 mod config_files;
 mod connected;
+mod contacts;
 mod contracts;
 mod efficiency;
 mod graph_examples;
