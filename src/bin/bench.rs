@@ -1,6 +1,7 @@
 //! `bench`: the benchmark harness of issue 9, for the part of the gateway that exists today
-//! (the directory: users, manager, direct reports; mail: the inbox with senders). Calendar
-//! and files are reported as "not measured yet" until issues 6–7 build them.
+//! (the directory: users, manager, direct reports; mail: the inbox with senders; calendar:
+//! a week of 20 calendars with organisers). Files are reported as "not measured yet" until
+//! issue 7 builds them.
 //!
 //! It runs the emulator and the gateway as separate child processes (so the gateway's RSS is
 //! its own and the harness's CPU use is visible as such), counts Graph requests through the
@@ -467,6 +468,8 @@ enum Query {
     OrgChart(usize),
     /// `n` messages of the demo user's inbox with each sender's user and their manager.
     Inbox(usize),
+    /// `n` users' calendar views for one week, each event's organiser resolved.
+    Calendars(usize),
     /// `n` users with a 3-level manager chain.
     Chain(usize),
 }
@@ -485,6 +488,7 @@ impl Query {
             Query::OrgChart(n) => format!("org_chart_{n}"),
             Query::Chain(n) => format!("manager_chain_{n}"),
             Query::Inbox(n) => format!("inbox_{n}"),
+            Query::Calendars(n) => format!("calendars_{n}"),
         }
     }
 
@@ -497,12 +501,15 @@ impl Query {
             Query::Inbox(n) => {
                 format!("Inbox: {n} messages with each sender's user and that user's manager")
             }
+            Query::Calendars(n) => {
+                format!("Calendars: {n} users' calendar view for one week, organisers resolved")
+            }
         }
     }
 
     fn items(self) -> usize {
         match self {
-            Query::OrgChart(n) | Query::Chain(n) | Query::Inbox(n) => n,
+            Query::OrgChart(n) | Query::Chain(n) | Query::Inbox(n) | Query::Calendars(n) => n,
         }
     }
 
@@ -517,12 +524,21 @@ impl Query {
             Query::Inbox(_) => {
                 "subject from { address user { displayName manager { displayName } } }"
             }
+            Query::Calendars(_) => {
+                "calendarView(start: $start, end: $end, first: 50) { nodes { subject organizer { emailAddress { address user { displayName } } } } }"
+            }
         }
     }
 
     /// The GraphQL text shown in the report (first page when paged).
     fn text(self) -> String {
         let n = self.items();
+        if let Query::Calendars(_) = self {
+            return format!(
+                "query($start: String!, $end: String!) {{ users(first: {n}) {{ nodes {{ {} }} }} }}",
+                self.selection()
+            );
+        }
         if let Query::Inbox(_) = self {
             return format!(
                 "{{ me {{ messages(folder: \"inbox\", first: {n}) {{ nodes {{ {} }} }} }} }}",
@@ -550,6 +566,25 @@ impl Query {
     async fn run(self, http: &reqwest::Client, base: &str, token: &str) -> Result<()> {
         let n = self.items();
         let text = self.text();
+        if let Query::Calendars(_) = self {
+            let (start, end) = calendar_window();
+            let data = graphql(
+                http,
+                base,
+                token,
+                &text,
+                json!({ "start": start, "end": end }),
+            )
+            .await?;
+            let users = data["users"]["nodes"].as_array().context("no users")?;
+            ensure!(users.len() == n, "{} users instead of {n}", users.len());
+            let events: usize = users
+                .iter()
+                .map(|u| u["calendarView"]["nodes"].as_array().map_or(0, Vec::len))
+                .sum();
+            ensure!(events > 0, "no events in a week of {n} calendars");
+            return Ok(());
+        }
         if let Query::Inbox(_) = self {
             let data = graphql(http, base, token, &text, json!({})).await?;
             let nodes = data["me"]["messages"]["nodes"]
@@ -593,6 +628,9 @@ impl Query {
         match self {
             Query::OrgChart(_) => {
                 "1 list of users with `$expand=manager` (Graph pages users at up to 999), then 1 wave of `$batch`es with every user's direct reports"
+            }
+            Query::Calendars(_) => {
+                "1 list of the users, then 1 wave with every user's calendar view (`$batch`), then 1 wave of `$batch`es looking up every distinct organiser by address"
             }
             Query::Inbox(_) => {
                 "1 list of the inbox's messages, then 1 wave of `$batch`es looking up every distinct sender with `$expand=manager` (external senders too: only Graph can say they are not in the directory)"
@@ -694,6 +732,42 @@ impl Naive<'_> {
         Ok(vec![senders])
     }
 
+    /// Calendar views the naive way: the users, then per user their week, then per event
+    /// the organiser by address. Returns the user ids and the distinct organisers.
+    async fn calendars(&self, n: usize) -> Result<Vec<Vec<String>>> {
+        let users = self.list_users(n).await?;
+        let (start, end) = calendar_window();
+        let mut organisers = Vec::new();
+        let mut ids = Vec::new();
+        for user in &users {
+            let id = user["id"].as_str().context("id")?;
+            ids.push(id.to_owned());
+            let view = self
+                .get(&format!(
+                    "/users/{id}/calendarView?startDateTime={start}&endDateTime={end}&$top=50"
+                ))
+                .await?
+                .context("no calendar view")?;
+            for event in view["value"].as_array().context("no value")? {
+                let Some(address) = event["organizer"]["emailAddress"]["address"].as_str() else {
+                    continue;
+                };
+                let address = address.to_lowercase();
+                let encoded = percent_encoding::utf8_percent_encode(
+                    &address,
+                    percent_encoding::NON_ALPHANUMERIC,
+                )
+                .to_string();
+                self.get(&format!("/users/{encoded}?$select=id,displayName"))
+                    .await?;
+                organisers.push(address);
+            }
+        }
+        organisers.sort();
+        organisers.dedup();
+        Ok(vec![ids, organisers])
+    }
+
     async fn manager(&self, id: &str) -> Result<Option<Value>> {
         self.get(&format!("/users/{id}/manager?$select=id,displayName"))
             .await
@@ -713,6 +787,7 @@ impl Naive<'_> {
         };
         match query {
             Query::Inbox(n) => self.inbox(n).await,
+            Query::Calendars(n) => self.calendars(n).await,
             Query::OrgChart(n) => {
                 let users = self.list_users(n).await?;
                 for user in &users {
@@ -751,6 +826,21 @@ impl Naive<'_> {
     }
 }
 
+/// The week the calendar query looks at: today (UTC midnight) and the next 7 days, the
+/// same for every run of one harness invocation.
+fn calendar_window() -> (String, String) {
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let start = today
+        .at(0, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map(|z| z.timestamp());
+    let start = start.unwrap_or_else(|_| jiff::Timestamp::now());
+    let end = start + jiff::SignedDuration::from_hours(24 * 7);
+    (start.to_string(), end.to_string())
+}
+
 /// The waves of lookups a query needs after its list request, at best: the org chart looks
 /// up every listed user's direct reports; the chain looks up the manager of each level-k
 /// manager whose manager is not known yet (the list's `$expand=manager` gives the listed
@@ -760,6 +850,8 @@ fn ideal_waves(query: Query, levels: &[Vec<String>]) -> Vec<usize> {
         Query::OrgChart(n) => vec![n],
         // Every distinct sender, with the manager expanded in the same lookup.
         Query::Inbox(_) => vec![levels[0].len()],
+        // The users' views, then the distinct organisers.
+        Query::Calendars(_) => vec![levels[0].len(), levels[1].len()],
         Query::Chain(_) => {
             let mut known: std::collections::HashSet<&String> = levels[0].iter().collect();
             let mut waves = Vec::new();
@@ -904,6 +996,7 @@ async fn measure_query(
     // widest level (distinct objects), whatever this tenant's data lets a client skip.
     let (shape_round_trips, widest) = match query {
         Query::OrgChart(_) | Query::Inbox(_) => (2, n),
+        Query::Calendars(_) => (3, n.max(levels[1].len())),
         Query::Chain(_) => (
             CHAIN_LEVELS,
             levels[1..].iter().map(Vec::len).max().unwrap_or(0),
@@ -920,6 +1013,7 @@ async fn measure_query(
         Query::OrgChart(_) => 2 * query.pages(),
         // The list, then the senders with their managers expanded.
         Query::Inbox(_) => 2,
+        Query::Calendars(_) => 3,
         // List, the distinct level-1 managers' managers, then those level-2 managers whose
         // lookup is not already cached from the previous wave.
         Query::Chain(_) => {
@@ -1413,10 +1507,6 @@ fn targets(r: &Results) -> Vec<Target> {
         ));
     }
     t.push(not_measured(
-        "calendars: cold requests, cold p50 ≤ 1.15 × minimum",
-        "#6 (calendar)",
-    ));
-    t.push(not_measured(
         "files: cold requests, cold p50 ≤ 1.15 × minimum",
         "#7 (files)",
     ));
@@ -1803,6 +1893,7 @@ async fn run(args: Args) -> Result<Results> {
         Query::OrgChart(200),
         Query::Chain(50),
         Query::Inbox(50),
+        Query::Calendars(20),
     ] {
         ensure!(
             query.items() <= settings.users,
