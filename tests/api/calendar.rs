@@ -608,3 +608,61 @@ async fn a_calendar_outside_the_callers_policy_is_forbidden_with_zero_graph_call
     );
     assert_eq!(app.graph_requests().await, 0);
 }
+
+#[tokio::test]
+async fn a_recurring_meeting_created_through_the_gateway_shows_as_its_occurrences() {
+    let app = spawn_app().await;
+    let subject = format!("Weekly sync {}", uuid::Uuid::new_v4());
+    // Next Monday 16:00 UTC, weekly on Monday and Thursday, 4 occurrences.
+    let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let monday = (1..=7)
+        .map(|d| today + jiff::Span::new().days(d))
+        .find(|d| d.weekday() == jiff::civil::Weekday::Monday)
+        .unwrap();
+    let start = monday
+        .at(16, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .unwrap();
+    let end = start.checked_add(jiff::Span::new().minutes(30)).unwrap();
+    let (_, body) = app
+        .graphql_as(
+            Some(&app.token),
+            "mutation($e: EventInput!) { createEvent(mailbox: \"me\", event: $e) { id type recurrence { pattern { type daysOfWeek } range { type numberOfOccurrences } } attendees { type } } }",
+            json!({ "e": {
+                "subject": subject,
+                "start": start.timestamp().to_string(), "end": end.timestamp().to_string(),
+                "timeZone": "UTC", "reminderMinutesBeforeStart": 10,
+                "attendees": [{ "address": "partner@fabrikam.example", "type": "optional" }, { "address": "room4@kestrelridge.example", "type": "resource" }],
+                "recurrence": {
+                    "pattern": { "type": "weekly", "interval": 1, "daysOfWeek": ["monday", "thursday"], "firstDayOfWeek": "sunday" },
+                    "range": { "type": "numbered", "startDate": monday.to_string(), "numberOfOccurrences": 4 }
+                }
+            }}),
+        )
+        .await;
+    let created = &body["data"]["createEvent"];
+    assert_eq!(created["type"], "seriesMaster", "{body}");
+    assert_eq!(created["recurrence"]["range"]["numberOfOccurrences"], 4);
+    assert_eq!(created["attendees"][1]["type"], "resource");
+    let (_, body) = app
+        .graphql_as(
+            Some(&app.token),
+            "query($s: String!, $e: String!) { me { calendarView(start: $s, end: $e, first: 100, timeZone: \"Tokyo Standard Time\") { nodes { subject type start { dateTime timeZone } } } } }",
+            json!({ "s": start.timestamp().to_string(), "e": (start.timestamp() + SignedDuration::from_hours(24 * 21)).to_string() }),
+        )
+        .await;
+    let occurrences: Vec<&Value> = nodes(&body["data"]["me"]["calendarView"])
+        .iter()
+        .filter(|e| e["subject"] == subject.as_str())
+        .collect();
+    assert_eq!(occurrences.len(), 4, "{body}");
+    assert!(occurrences.iter().all(|e| e["type"] == "occurrence"));
+    // 16:00 UTC is 01:00 the next day in Tokyo.
+    assert!(
+        occurrences.iter().all(|e| e["start"]["dateTime"]
+            .as_str()
+            .unwrap()
+            .ends_with("T01:00:00+09:00")),
+        "{body}"
+    );
+}
