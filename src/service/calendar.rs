@@ -376,16 +376,18 @@ impl Event {
 
 /// An attendee to invite.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewAttendee {
     pub address: String,
     pub name: Option<String>,
-    /// `required` (default), `optional` or `resource`.
-    #[serde(default)]
+    /// `required` (default), `optional` or `resource` (also accepted as `type`).
+    #[serde(default, alias = "type")]
     pub kind: Option<String>,
 }
 
 /// A new event, or the changes to one (every field optional on update).
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EventInput {
     pub subject: Option<String>,
     pub body: Option<String>,
