@@ -808,18 +808,11 @@ impl Session {
             Some(id) => user.then("calendars").id(id)?.then("events"),
             None => user.then("events"),
         };
-        let reply = self
-            .graph()
-            .write(
-                self.access(),
-                &GraphWrite {
-                    idempotency: Idempotency::Idempotent,
-                    ..GraphWrite::post(url, body)
-                },
-                self.deadline(),
-            )
-            .await
-            .map_err(|e| self.upstream(e, "the event"));
+        let request = GraphWrite {
+            idempotency: Idempotency::Idempotent,
+            ..GraphWrite::post(url, body)
+        };
+        let reply = self.write_mailbox(&key, request, "the event").await;
         self.calendar_written(&key, input);
         self.event_reply(&reply?.body, &key)
     }
@@ -842,15 +835,10 @@ impl Session {
             return Err(ServiceError::BadInput("nothing to update".into()));
         }
         let (user, key) = self.mailbox(mailbox)?;
+        let request = GraphWrite::patch(user.then("events").id(id)?, body);
         let reply = self
-            .graph()
-            .write(
-                self.access(),
-                &GraphWrite::patch(user.then("events").id(id)?, body),
-                self.deadline(),
-            )
-            .await
-            .map_err(|e| self.upstream(e, &format!("event '{id}'")));
+            .write_mailbox(&key, request, &format!("event '{id}'"))
+            .await;
         self.calendar_written(&key, input);
         self.event_reply(&reply?.body, &key)
     }
@@ -859,17 +847,10 @@ impl Session {
     pub async fn delete_event(&self, mailbox: &str, id: &str) -> Result<(), ServiceError> {
         self.require("calendar.write")?;
         let (user, key) = self.mailbox(mailbox)?;
-        let result = self
-            .graph()
-            .write(
-                self.access(),
-                &GraphWrite::delete(user.then("events").id(id)?),
-                self.deadline(),
-            )
+        let request = GraphWrite::delete(user.then("events").id(id)?);
+        self.write_mailbox(&key, request, &format!("event '{id}'"))
             .await
-            .map_err(|e| self.upstream(e, &format!("event '{id}'")));
-        self.graph().invalidate_mailbox(&key);
-        result.map(|_| ())
+            .map(|_| ())
     }
 
     /// Cancels a meeting the mailbox organises, telling the attendees.
@@ -881,23 +862,16 @@ impl Session {
     ) -> Result<(), ServiceError> {
         self.require("calendar.write")?;
         let (user, key) = self.mailbox(mailbox)?;
-        let result = self
-            .graph()
-            .write(
-                self.access(),
-                &GraphWrite {
-                    idempotency: Idempotency::Idempotent,
-                    ..GraphWrite::post(
-                        user.then("events").id(id)?.then("cancel"),
-                        json!({ "comment": comment.unwrap_or_default() }),
-                    )
-                },
-                self.deadline(),
+        let request = GraphWrite {
+            idempotency: Idempotency::Idempotent,
+            ..GraphWrite::post(
+                user.then("events").id(id)?.then("cancel"),
+                json!({ "comment": comment.unwrap_or_default() }),
             )
+        };
+        self.write_mailbox(&key, request, &format!("event '{id}'"))
             .await
-            .map_err(|e| self.upstream(e, &format!("event '{id}'")));
-        self.graph().invalidate_mailbox(&key);
-        result.map(|_| ())
+            .map(|_| ())
     }
 
     /// Accepts, tentatively accepts or declines a meeting in the mailbox's calendar.
@@ -916,23 +890,16 @@ impl Session {
             MeetingResponse::Tentative => "tentativelyAccept",
             MeetingResponse::Decline => "decline",
         };
-        let result = self
-            .graph()
-            .write(
-                self.access(),
-                &GraphWrite {
-                    idempotency: Idempotency::Idempotent,
-                    ..GraphWrite::post(
-                        user.then("events").id(id)?.then(action),
-                        json!({ "comment": comment.unwrap_or_default(), "sendResponse": send_response }),
-                    )
-                },
-                self.deadline(),
+        let request = GraphWrite {
+            idempotency: Idempotency::Idempotent,
+            ..GraphWrite::post(
+                user.then("events").id(id)?.then(action),
+                json!({ "comment": comment.unwrap_or_default(), "sendResponse": send_response }),
             )
+        };
+        self.write_mailbox(&key, request, &format!("event '{id}'"))
             .await
-            .map_err(|e| self.upstream(e, &format!("event '{id}'")));
-        self.graph().invalidate_mailbox(&key);
-        result.map(|_| ())
+            .map(|_| ())
     }
 
     /// Evicts cached calendars of the mailbox and of the attendees a meeting reached.

@@ -287,11 +287,8 @@ impl Session {
             None => user.then("contacts"),
         };
         let reply = self
-            .graph()
-            .write(self.access(), &GraphWrite::post(url, body), self.deadline())
-            .await
-            .map_err(|e| self.upstream(e, "the contact"));
-        self.graph().invalidate_mailbox(&key);
+            .write_mailbox(&key, GraphWrite::post(url, body), "the contact")
+            .await;
         self.contact_reply(&reply?.body, &key)
     }
 
@@ -309,15 +306,12 @@ impl Session {
         }
         let (user, key) = self.mailbox(mailbox)?;
         let reply = self
-            .graph()
-            .write(
-                self.access(),
-                &GraphWrite::patch(user.then("contacts").id(id)?, body),
-                self.deadline(),
+            .write_mailbox(
+                &key,
+                GraphWrite::patch(user.then("contacts").id(id)?, body),
+                &format!("contact '{id}'"),
             )
-            .await
-            .map_err(|e| self.upstream(e, &format!("contact '{id}'")));
-        self.graph().invalidate_mailbox(&key);
+            .await;
         self.contact_reply(&reply?.body, &key)
     }
 
@@ -326,15 +320,12 @@ impl Session {
         self.require("contacts.write")?;
         let (user, key) = self.mailbox(mailbox)?;
         let result = self
-            .graph()
-            .write(
-                self.access(),
-                &GraphWrite::delete(user.then("contacts").id(id)?),
-                self.deadline(),
+            .write_mailbox(
+                &key,
+                GraphWrite::delete(user.then("contacts").id(id)?),
+                &format!("contact '{id}'"),
             )
-            .await
-            .map_err(|e| self.upstream(e, &format!("contact '{id}'")));
-        self.graph().invalidate_mailbox(&key);
+            .await;
         result.map(|_| ())
     }
 }

@@ -380,6 +380,23 @@ impl Session {
         &self.access
     }
 
+    /// One write to a mailbox's data (messages, events, contacts). The cached answers
+    /// about the mailbox are evicted whatever the outcome: a failed write may have acted.
+    pub(crate) async fn write_mailbox(
+        &self,
+        key: &str,
+        request: crate::graph::GraphWrite,
+        what: &str,
+    ) -> Result<crate::graph::GraphReply, ServiceError> {
+        let result = self
+            .graph()
+            .write(self.access(), &request, self.deadline())
+            .await
+            .map_err(|e| self.upstream(e, what));
+        self.graph().invalidate_mailbox(key);
+        result
+    }
+
     /// When this request's Graph calls must be done.
     pub fn deadline(&self) -> std::time::Instant {
         self.deadline
