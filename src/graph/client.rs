@@ -451,28 +451,12 @@ impl GraphClient {
     /// anything but https (plain http only toward the configured Graph host itself, which
     /// is how the emulator runs).
     fn check_transfer_url(&self, link: &str) -> Result<(), GraphError> {
-        let refused = || GraphError::Refused("an upload URL outside the allowed hosts".into());
-        let url = Url::parse(link).map_err(|_| refused())?;
-        let base = Url::parse(&self.inner.base).map_err(|_| refused())?;
-        let host = url.host_str().ok_or_else(refused)?.to_ascii_lowercase();
-        let same_as_graph = url.scheme() == base.scheme()
-            && Some(host.as_str()) == base.host_str()
-            && url.port_or_known_default() == base.port_or_known_default();
-        let allowed =
-            url.scheme() == "https"
-                && url.username().is_empty()
-                && self.inner.transfer_hosts.iter().any(|pattern| {
-                    match pattern.strip_prefix("*.") {
-                        Some(suffix) => host
-                            .strip_suffix(suffix)
-                            .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1),
-                        None => host == *pattern,
-                    }
-                });
-        if same_as_graph || allowed {
+        if transfer_url_allowed(&self.inner.base, &self.inner.transfer_hosts, link) {
             Ok(())
         } else {
-            Err(refused())
+            Err(GraphError::Refused(
+                "an upload URL outside the allowed hosts".into(),
+            ))
         }
     }
 
@@ -802,6 +786,35 @@ fn transport_error(e: reqwest::Error) -> GraphError {
     }
 }
 
+/// May a pre-authenticated transfer URL Graph handed out be followed? Only to the Graph
+/// host itself (same scheme and port: how the emulator serves its upload URLs), or over
+/// https to one of `hosts` (exact, or `*.suffix` for any subdomain); never with
+/// credentials in the URL.
+fn transfer_url_allowed(graph_base: &str, hosts: &[String], link: &str) -> bool {
+    let (Ok(url), Ok(base)) = (Url::parse(link), Url::parse(graph_base)) else {
+        return false;
+    };
+    let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
+        return false;
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return false;
+    }
+    let same_as_graph = url.scheme() == base.scheme()
+        && Some(host.as_str()) == base.host_str()
+        && url.port_or_known_default() == base.port_or_known_default();
+    let listed = url.scheme() == "https"
+        && hosts
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(suffix) => host
+                    .strip_suffix(suffix)
+                    .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1),
+                None => host == *pattern,
+            });
+    same_as_graph || listed
+}
+
 /// A non-2xx answer as a typed error (its body read); a 2xx answer untouched.
 async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, GraphError> {
     let status = response.status();
@@ -880,4 +893,48 @@ fn cache_key(access: &Access, request: &GraphGet) -> String {
         request.prefer.as_deref().unwrap_or(""),
         request.url
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transfer_url_allowed;
+
+    #[test]
+    fn upload_urls_are_followed_only_to_graph_or_allowed_https_hosts() {
+        let hosts = vec![
+            "outlook.office.com".to_owned(),
+            "*.sharepoint.com".to_owned(),
+        ];
+        let graph = "https://graph.microsoft.com/v1.0";
+        for ok in [
+            "https://outlook.office.com/api/v2.0/Users('a')/Messages('b')/AttachmentSessions('c')?authtoken=x",
+            "https://contoso.sharepoint.com/upload?x=1",
+            "https://graph.microsoft.com/v1.0/whatever",
+        ] {
+            assert!(transfer_url_allowed(graph, &hosts, ok), "{ok}");
+        }
+        for refused in [
+            "http://outlook.office.com/api",
+            "https://outlook.office.com.evil.example/api",
+            "https://evilsharepoint.com/x",
+            "https://sharepoint.com/x",
+            "https://169.254.169.254/latest/meta-data",
+            "https://user:pw@outlook.office.com/api",
+            "https://graph.microsoft.com:8443/v1.0",
+            "not a url",
+        ] {
+            assert!(!transfer_url_allowed(graph, &hosts, refused), "{refused}");
+        }
+        // The emulator: plain http, but the Graph host itself.
+        assert!(transfer_url_allowed(
+            "http://127.0.0.1:4100/v1.0",
+            &hosts,
+            "http://127.0.0.1:4100/api/v2.0/Users('a')/x"
+        ));
+        assert!(!transfer_url_allowed(
+            "http://127.0.0.1:4100/v1.0",
+            &hosts,
+            "http://127.0.0.1:4101/api"
+        ));
+    }
 }
