@@ -300,6 +300,28 @@ impl GraphClient {
         request: &GraphGet,
         deadline: Instant,
     ) -> Result<Bytes, GraphError> {
+        self.send_get(access, request, deadline, read_body).await
+    }
+
+    /// A GET that bypasses the cache (delta pages: each answer moves a sync state on).
+    pub async fn get_fresh(
+        &self,
+        access: &Access,
+        request: &GraphGet,
+        deadline: Instant,
+    ) -> Result<Bytes, GraphError> {
+        self.send_get(access, request, deadline, read_body).await
+    }
+
+    /// One GET through the bulkheads and the retry loop; `read` turns the 2xx answer into
+    /// the result.
+    async fn send_get<T>(
+        &self,
+        access: &Access,
+        request: &GraphGet,
+        deadline: Instant,
+        read: impl AsyncFn(reqwest::Response) -> Result<T, GraphError>,
+    ) -> Result<T, GraphError> {
         let url = format!("{}{}", self.inner.base, request.url);
         let route = crate::telemetry::graph_route(&request.url);
         let _permits = self.inner.bulkheads.enter(&request.url, deadline).await?;
@@ -309,33 +331,7 @@ impl GraphClient {
             deadline,
             Idempotency::Idempotent,
             |http| get_builder(http, &url, request),
-            read_body,
-        )
-        .await
-    }
-
-    /// A GET that bypasses the cache (delta pages: each answer moves a sync state on).
-    pub async fn get_fresh(
-        &self,
-        access: &Access,
-        url: &str,
-        headers: &[(&'static str, String)],
-        deadline: Instant,
-    ) -> Result<Bytes, GraphError> {
-        let full = format!("{}{}", self.inner.base, url);
-        let route = crate::telemetry::graph_route(url);
-        let _permits = self.inner.bulkheads.enter(url, deadline).await?;
-        self.send_retrying(
-            access,
-            &route,
-            deadline,
-            Idempotency::Idempotent,
-            |http| {
-                headers
-                    .iter()
-                    .fold(http.get(&full), |b, (name, value)| b.header(*name, value))
-            },
-            read_body,
+            read,
         )
         .await
     }
@@ -379,18 +375,8 @@ impl GraphClient {
         request: &GraphGet,
         deadline: Instant,
     ) -> Result<reqwest::Response, GraphError> {
-        let url = format!("{}{}", self.inner.base, request.url);
-        let route = crate::telemetry::graph_route(&request.url);
-        let _permits = self.inner.bulkheads.enter(&request.url, deadline).await?;
-        self.send_retrying(
-            access,
-            &route,
-            deadline,
-            Idempotency::Idempotent,
-            |http| get_builder(http, &url, request),
-            async |response| Ok(response),
-        )
-        .await
+        self.send_get(access, request, deadline, async |response| Ok(response))
+            .await
     }
 
     /// One chunk to a pre-authenticated upload URL Graph handed out (an attachment upload

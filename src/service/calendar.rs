@@ -12,12 +12,11 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::mail::{BodyType, ItemBody, Recipient};
+use super::paging::check_first;
 use super::timezone::{Zone, iso_with_offset, parse_instant};
 use super::{Page, ServiceError, Session};
 use crate::graph::{GraphGet, GraphUrl, GraphWrite, Idempotency, models};
 
-/// Largest page of events a caller may ask for.
-pub const MAX_EVENT_PAGE: usize = 100;
 /// Longest calendar view window.
 pub const MAX_VIEW_DAYS: i64 = 62;
 /// Most people in one free/busy request (Graph's limit is 100; 20 keeps one request fast).
@@ -563,16 +562,6 @@ impl EventInput {
 /// The `Prefer` header asking Graph for times in `zone`.
 fn prefer_zone(zone: &Zone) -> String {
     format!("outlook.timezone=\"{}\"", zone.name)
-}
-
-fn check_first(first: usize) -> Result<u32, ServiceError> {
-    if (1..=MAX_EVENT_PAGE).contains(&first) {
-        Ok(first as u32)
-    } else {
-        Err(ServiceError::BadInput(format!(
-            "first must be between 1 and {MAX_EVENT_PAGE}, got {first}"
-        )))
-    }
 }
 
 fn zone_or_utc(field: &str, name: Option<&str>) -> Result<Zone, ServiceError> {

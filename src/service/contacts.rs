@@ -6,11 +6,9 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::mail::{Recipient, message_search};
+use super::paging::check_first;
 use super::{Page, ServiceError, Session};
 use crate::graph::{GraphGet, GraphWrite, models};
-
-/// Largest page of contacts a caller may ask for.
-pub const MAX_CONTACT_PAGE: usize = 100;
 
 const CONTACT_FIELDS: &[&str] = &[
     "id",
@@ -172,16 +170,6 @@ impl ContactInput {
             c.insert("categories".into(), json!(cats));
         }
         Ok(Value::Object(c))
-    }
-}
-
-fn check_first(first: usize) -> Result<u32, ServiceError> {
-    if (1..=MAX_CONTACT_PAGE).contains(&first) {
-        Ok(first as u32)
-    } else {
-        Err(ServiceError::BadInput(format!(
-            "first must be between 1 and {MAX_CONTACT_PAGE}, got {first}"
-        )))
     }
 }
 

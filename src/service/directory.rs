@@ -3,6 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::paging::check_first;
 use super::{Page, ServiceError, Session};
 
 use crate::graph::models;
@@ -34,9 +35,6 @@ pub const GROUP_FIELDS: &[&str] = &[
     "groupTypes",
     "visibility",
 ];
-
-/// Largest page a caller may ask for.
-pub const MAX_PAGE: usize = 100;
 
 /// Which user properties to fetch, and whether (and how) to expand the manager.
 /// Built from the GraphQL selection set so Graph sends only what was asked.
@@ -260,16 +258,6 @@ pub struct UserQuery {
     pub after: Option<String>,
     /// Ask Graph for the total number of matches.
     pub count: bool,
-}
-
-fn check_first(first: usize) -> Result<u32, ServiceError> {
-    if (1..=MAX_PAGE).contains(&first) {
-        Ok(first as u32)
-    } else {
-        Err(ServiceError::BadInput(format!(
-            "first must be between 1 and {MAX_PAGE}, got {first}"
-        )))
-    }
 }
 
 impl Session {

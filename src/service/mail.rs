@@ -8,16 +8,13 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
+use super::paging::check_first;
 use super::{Page, ServiceError, Session};
 use crate::graph::models;
 use crate::graph::{GraphGet, GraphUrl, odata_string};
 
-/// Largest page of messages or folders a caller may ask for.
-pub const MAX_MAIL_PAGE: usize = 100;
 /// Longest `search` text.
 const MAX_SEARCH: usize = 500;
 
@@ -379,23 +376,13 @@ pub struct MessageFilter {
     pub conversation_id: Option<String>,
 }
 
-/// A normalised instant for `$filter` (`2024-05-01T10:00:00Z`), or a clear error.
+/// A normalised instant for `$filter` (`2024-05-01T10:00:00Z`: UTC, whole seconds), or a
+/// clear error naming the field.
 fn instant(name: &str, value: &str) -> Result<String, ServiceError> {
-    let parsed = OffsetDateTime::parse(value.trim(), &Rfc3339).map_err(|_| {
-        ServiceError::BadInput(format!(
-            "{name} must be an ISO 8601 date-time with an offset, e.g. 2024-05-01T10:00:00Z"
-        ))
-    })?;
-    let utc = parsed.to_offset(time::UtcOffset::UTC);
-    Ok(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second()
-    ))
+    let at = super::timezone::parse_instant(name, value)?;
+    jiff::Timestamp::from_second(at.as_second())
+        .map(|t| t.to_string())
+        .map_err(|_| ServiceError::BadInput(format!("{name} is out of range")))
 }
 
 fn check_address(name: &str, value: &str) -> Result<(), ServiceError> {
@@ -535,16 +522,6 @@ pub fn message_search(text: &str) -> Result<String, ServiceError> {
         "\"{}\"",
         text.replace('\\', "\\\\").replace('"', "\\\"")
     ))
-}
-
-fn check_first(first: usize) -> Result<u32, ServiceError> {
-    if (1..=MAX_MAIL_PAGE).contains(&first) {
-        Ok(first as u32)
-    } else {
-        Err(ServiceError::BadInput(format!(
-            "first must be between 1 and {MAX_MAIL_PAGE}, got {first}"
-        )))
-    }
 }
 
 /// Changes to a folder since a delta token.
@@ -810,18 +787,15 @@ impl Session {
             Some(token) => decode_delta_token(token, &path)?,
         };
         let what = format!("changes of folder '{folder}'");
+        let prefer = format!(
+            "odata.maxpagesize={max}, {}",
+            select.body.unwrap_or(BodyType::Html).prefer()
+        );
         let body = self
             .graph()
             .get_fresh(
                 self.access(),
-                &url,
-                &[
-                    ("Prefer", format!("odata.maxpagesize={max}")),
-                    (
-                        "Prefer",
-                        select.body.unwrap_or(BodyType::Html).prefer().to_owned(),
-                    ),
-                ],
+                &GraphGet::new(url).prefer(Some(&prefer)),
                 self.deadline(),
             )
             .await

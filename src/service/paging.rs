@@ -15,6 +15,20 @@ use super::{ServiceError, Session};
 use crate::graph::models::Collection;
 use crate::graph::{GraphError, GraphGet};
 
+/// Largest page (`first`) a caller may ask for, on every list.
+pub const MAX_PAGE: usize = 100;
+
+/// Checks a caller's page size and returns it as Graph's `$top`.
+pub(crate) fn check_first(first: usize) -> Result<u32, ServiceError> {
+    if (1..=MAX_PAGE).contains(&first) {
+        Ok(first as u32)
+    } else {
+        Err(ServiceError::BadInput(format!(
+            "first must be between 1 and {MAX_PAGE}, got {first}"
+        )))
+    }
+}
+
 /// Most pages followed to fill one connection (each page holds at least one item unless
 /// Graph misbehaves; this bounds the work a single request can cause).
 const MAX_PAGES: usize = 20;
