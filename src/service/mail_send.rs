@@ -384,17 +384,6 @@ impl Session {
         Ok((user, key))
     }
 
-    async fn write(
-        &self,
-        request: GraphWrite,
-        what: &str,
-    ) -> Result<crate::graph::GraphReply, ServiceError> {
-        self.graph()
-            .write(self.access(), &request, self.deadline())
-            .await
-            .map_err(|e| self.upstream(e, what))
-    }
-
     fn message_reply(
         &self,
         reply: &crate::graph::GraphReply,
@@ -407,13 +396,11 @@ impl Session {
         Message::from_graph(message, key)
     }
 
-    /// Evicts cached answers a write made stale: the mailbox's, and the tenant recipients'
-    /// inboxes a sent message lands in.
-    fn written<'a>(&self, key: &str, recipients: impl IntoIterator<Item = &'a String>) {
-        let graph = self.graph();
-        graph.invalidate_mailbox(key);
+    /// Evicts cached answers about the tenant recipients' mailboxes a sent message lands
+    /// in (the sender's own are evicted by `write_mailbox`).
+    fn evict_recipients<'a>(&self, recipients: impl IntoIterator<Item = &'a String>) {
         for r in recipients {
-            graph.invalidate_mailbox(r);
+            self.graph().invalidate_mailbox(r);
         }
     }
 
@@ -439,16 +426,18 @@ impl Session {
             json_message["attachments"] = Value::Array(attachments);
         }
         if large.is_empty() {
-            self.write(
-                GraphWrite::post(
-                    user.then("sendMail"),
-                    json!({ "message": json_message, "saveToSentItems": save_to_sent_items }),
-                ),
-                &format!("sending mail from '{mailbox}'"),
-            )
-            .await
-            .inspect_err(|_| self.written(&key, message.all_recipients()))?;
-            self.written(&key, message.all_recipients());
+            let sent = self
+                .write_mailbox(
+                    &key,
+                    GraphWrite::post(
+                        user.then("sendMail"),
+                        json!({ "message": json_message, "saveToSentItems": save_to_sent_items }),
+                    ),
+                    &format!("sending mail from '{mailbox}'"),
+                )
+                .await;
+            self.evict_recipients(message.all_recipients());
+            sent?;
             return Ok(SendReceipt {
                 accepted: true,
                 uploaded_attachments: 0,
@@ -456,17 +445,23 @@ impl Session {
             });
         }
         let draft = self
-            .write(
+            .write_mailbox(
+                &key,
                 GraphWrite::post(user.clone().then("messages"), json_message),
                 &format!("creating a draft in '{mailbox}'"),
             )
             .await?;
         let draft = self.message_reply(&draft, &key)?;
-        self.written(&key, []);
         let uploaded = async {
             for &i in &large {
-                self.upload_attachment(&user, &draft.id, &mut message.attachments[i], sizes[i])
-                    .await?;
+                self.upload_attachment(
+                    &user,
+                    &key,
+                    &draft.id,
+                    &mut message.attachments[i],
+                    sizes[i],
+                )
+                .await?;
             }
             Ok::<_, ServiceError>(())
         }
@@ -475,16 +470,18 @@ impl Session {
             self.discard_draft(&user, &draft.id).await;
             return Err(e);
         }
-        self.write(
-            GraphWrite::post(
-                user.clone().then("messages").id(&draft.id)?.then("send"),
-                json!({}),
-            ),
-            &format!("sending a draft from '{mailbox}'"),
-        )
-        .await
-        .inspect_err(|_| self.written(&key, message.all_recipients()))?;
-        self.written(&key, message.all_recipients());
+        let sent = self
+            .write_mailbox(
+                &key,
+                GraphWrite::post(
+                    user.clone().then("messages").id(&draft.id)?.then("send"),
+                    json!({}),
+                ),
+                &format!("sending a draft from '{mailbox}'"),
+            )
+            .await;
+        self.evict_recipients(message.all_recipients());
+        sent?;
         Ok(SendReceipt {
             accepted: true,
             uploaded_attachments: large.len(),
@@ -511,6 +508,7 @@ impl Session {
     async fn upload_attachment(
         &self,
         user: &GraphUrl,
+        key: &str,
         message_id: &str,
         attachment: &mut OutgoingAttachment,
         size: u64,
@@ -535,7 +533,8 @@ impl Session {
             .then("attachments")
             .then("createUploadSession");
         let reply = self
-            .write(
+            .write_mailbox(
+                key,
                 GraphWrite {
                     idempotency: Idempotency::Idempotent,
                     ..GraphWrite::post(url, json!({ "AttachmentItem": item }))
@@ -597,17 +596,22 @@ impl Session {
             None => user.clone().then("messages"),
         };
         let reply = self
-            .write(
+            .write_mailbox(
+                &key,
                 GraphWrite::post(url, json_message),
                 &format!("creating a draft in '{mailbox}'"),
             )
-            .await
-            .inspect_err(|_| self.written(&key, []))?;
-        self.written(&key, []);
+            .await?;
         let draft = self.message_reply(&reply, &key)?;
         for &i in &large {
             if let Err(e) = self
-                .upload_attachment(&user, &draft.id, &mut message.attachments[i], sizes[i])
+                .upload_attachment(
+                    &user,
+                    &key,
+                    &draft.id,
+                    &mut message.attachments[i],
+                    sizes[i],
+                )
                 .await
             {
                 self.discard_draft(&user, &draft.id).await;
@@ -660,26 +664,24 @@ impl Session {
             return Err(ServiceError::BadInput("nothing to update".into()));
         }
         let reply = self
-            .write(
+            .write_mailbox(
+                &key,
                 GraphWrite::patch(user.then("messages").id(id)?, Value::Object(patch)),
                 &format!("draft '{id}'"),
             )
-            .await
-            .inspect_err(|_| self.written(&key, []))?;
-        self.written(&key, []);
+            .await?;
         self.message_reply(&reply, &key)
     }
 
     /// Sends an existing draft.
     pub async fn send_draft(&self, mailbox: &str, id: &str) -> Result<SendReceipt, ServiceError> {
         let (user, key) = self.sending_mailbox(mailbox, None)?;
-        self.write(
+        self.write_mailbox(
+            &key,
             GraphWrite::post(user.then("messages").id(id)?.then("send"), json!({})),
             &format!("draft '{id}'"),
         )
-        .await
-        .inspect_err(|_| self.written(&key, []))?;
-        self.written(&key, []);
+        .await?;
         Ok(SendReceipt {
             accepted: true,
             uploaded_attachments: 0,
@@ -711,13 +713,12 @@ impl Session {
             (None, None) => json!({ "comment": "" }),
         };
         let action = if all { "replyAll" } else { "reply" };
-        self.write(
+        self.write_mailbox(
+            &key,
             GraphWrite::post(user.then("messages").id(id)?.then(action), payload),
             &format!("message '{id}'"),
         )
-        .await
-        .inspect_err(|_| self.written(&key, []))?;
-        self.written(&key, []);
+        .await?;
         Ok(SendReceipt {
             accepted: true,
             uploaded_attachments: 0,
@@ -748,13 +749,15 @@ impl Session {
             "comment": comment.unwrap_or_default(),
             "toRecipients": recipients("to", to)?,
         });
-        self.write(
-            GraphWrite::post(user.then("messages").id(id)?.then("forward"), payload),
-            &format!("message '{id}'"),
-        )
-        .await
-        .inspect_err(|_| self.written(&key, to))?;
-        self.written(&key, to);
+        let sent = self
+            .write_mailbox(
+                &key,
+                GraphWrite::post(user.then("messages").id(id)?.then("forward"), payload),
+                &format!("message '{id}'"),
+            )
+            .await;
+        self.evict_recipients(to);
+        sent?;
         Ok(SendReceipt {
             accepted: true,
             uploaded_attachments: 0,
@@ -803,13 +806,12 @@ impl Session {
             return Err(ServiceError::BadInput("nothing to update".into()));
         }
         let reply = self
-            .write(
+            .write_mailbox(
+                &key,
                 GraphWrite::patch(user.then("messages").id(id)?, Value::Object(body)),
                 &format!("message '{id}'"),
             )
-            .await
-            .inspect_err(|_| self.written(&key, []))?;
-        self.written(&key, []);
+            .await?;
         self.message_reply(&reply, &key)
     }
 
@@ -828,16 +830,15 @@ impl Session {
             ));
         }
         let reply = self
-            .write(
+            .write_mailbox(
+                &key,
                 GraphWrite::post(
                     user.then("messages").id(id)?.then("move"),
                     json!({ "destinationId": destination }),
                 ),
                 &format!("message '{id}' or folder '{destination}'"),
             )
-            .await
-            .inspect_err(|_| self.written(&key, []))?;
-        self.written(&key, []);
+            .await?;
         self.message_reply(&reply, &key)
     }
 
@@ -845,13 +846,12 @@ impl Session {
     pub async fn delete_message(&self, mailbox: &str, id: &str) -> Result<(), ServiceError> {
         self.require("mail.write")?;
         let (user, key) = self.mailbox(mailbox)?;
-        self.write(
+        self.write_mailbox(
+            &key,
             GraphWrite::delete(user.then("messages").id(id)?),
             &format!("message '{id}'"),
         )
-        .await
-        .inspect_err(|_| self.written(&key, []))?;
-        self.written(&key, []);
+        .await?;
         Ok(())
     }
 }
