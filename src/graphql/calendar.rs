@@ -4,7 +4,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 
 use super::GqlResult;
 use super::mail::BodyFormat;
-use super::types::{ConnectionFields, connection, user_select_of};
+use super::types::{ConnectionFields, connection, first, user_select_of};
 use crate::service::Session;
 use crate::service::calendar::{
     Attendee, Calendar, DateTimeTz, Event, EventInput as ServiceEventInput, MeetingResponse,
@@ -24,12 +24,6 @@ pub type ContactConnection =
     async_graphql::connection::Connection<String, Contact, ConnectionFields>;
 pub type ContactFolderConnection =
     async_graphql::connection::Connection<String, ContactFolder, ConnectionFields>;
-
-const DEFAULT_FIRST: i32 = 25;
-
-pub(super) fn first(first: Option<i32>) -> usize {
-    usize::try_from(first.unwrap_or(DEFAULT_FIRST)).unwrap_or(0)
-}
 
 /// An instant as ISO 8601 with its offset, and the zone it is expressed in.
 #[Object]
@@ -779,25 +773,4 @@ pub(super) async fn calendars(
         .await
         .gql()?;
     Ok(connection(page, has_previous))
-}
-
-pub(super) fn event_connection(
-    page: crate::service::Page<Event>,
-    has_previous: bool,
-) -> EventConnection {
-    connection(page, has_previous)
-}
-
-pub(super) fn contact_connection(
-    page: crate::service::Page<Contact>,
-    has_previous: bool,
-) -> ContactConnection {
-    connection(page, has_previous)
-}
-
-pub(super) fn contact_folder_connection(
-    page: crate::service::Page<ContactFolder>,
-    has_previous: bool,
-) -> ContactFolderConnection {
-    connection(page, has_previous)
 }

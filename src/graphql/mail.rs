@@ -1,9 +1,11 @@
 //! GraphQL types of mail: folders, messages, attachments, delta, and the mail mutations.
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, SelectionField, SimpleObject, Upload};
+use async_graphql::{
+    Context, Enum, ErrorExtensions, ID, InputObject, Object, SelectionField, SimpleObject, Upload,
+};
 
 use super::GqlResult;
-use super::types::{ConnectionFields, connection, user_select_of};
+use super::types::{ConnectionFields, connection, first, user_select_of};
 use crate::service::directory::User;
 use crate::service::mail::{
     Attachment, BodyType, Flag, ItemBody, MailFolder, Message, MessageDelta, MessageFilter,
@@ -18,13 +20,6 @@ pub type MessageConnection =
     async_graphql::connection::Connection<String, Message, ConnectionFields>;
 pub type MailFolderConnection =
     async_graphql::connection::Connection<String, MailFolder, ConnectionFields>;
-
-/// Page size of mail lists when `first` is not given.
-const DEFAULT_FIRST: i32 = 25;
-
-fn first(first: Option<i32>) -> usize {
-    usize::try_from(first.unwrap_or(DEFAULT_FIRST)).unwrap_or(0)
-}
 
 /// A body format.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -198,7 +193,7 @@ impl OutgoingMessageInput {
                     let size = value
                         .content
                         .metadata()
-                        .map_err(|_| ServiceError::Internal.extend_gql())?
+                        .map_err(|_| ServiceError::Internal.extend())?
                         .len();
                     AttachmentContent::File {
                         file: value.content,
@@ -210,7 +205,7 @@ impl OutgoingMessageInput {
                         "attachment '{}': give exactly one of contentBytes and file",
                         a.name
                     ))
-                    .extend_gql());
+                    .extend());
                 }
             };
             attachments.push(OutgoingAttachment {
@@ -233,16 +228,6 @@ impl OutgoingMessageInput {
             importance: self.importance.map(|i| i.graph().to_owned()),
             attachments,
         })
-    }
-}
-
-trait ExtendGql {
-    fn extend_gql(self) -> async_graphql::Error;
-}
-
-impl ExtendGql for ServiceError {
-    fn extend_gql(self) -> async_graphql::Error {
-        async_graphql::ErrorExtensions::extend(&self)
     }
 }
 

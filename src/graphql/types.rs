@@ -42,7 +42,7 @@ pub(super) fn connection<T: async_graphql::OutputType>(
     connection
 }
 
-fn first(first: Option<i32>) -> usize {
+pub(super) fn first(first: Option<i32>) -> usize {
     // Negative values become 0 and are refused by the service with a clear message.
     usize::try_from(first.unwrap_or(DEFAULT_FIRST)).unwrap_or(0)
 }
@@ -364,12 +364,12 @@ impl User {
                 end.as_deref(),
                 subject_contains.as_deref(),
                 time_zone.as_deref(),
-                super::calendar::first(first),
+                self::first(first),
                 after.as_deref(),
             )
             .await
             .gql()?;
-        Ok(super::calendar::event_connection(page, has_previous))
+        Ok(connection(page, has_previous))
     }
 
     /// What happens between `start` and `end` (at most 62 days): recurring series
@@ -395,12 +395,12 @@ impl User {
                 &start,
                 &end,
                 time_zone.as_deref(),
-                super::calendar::first(first),
+                self::first(first),
                 after.as_deref(),
             )
             .await
             .gql()?;
-        Ok(super::calendar::event_connection(page, has_previous))
+        Ok(connection(page, has_previous))
     }
 
     /// One event by id.
@@ -433,12 +433,12 @@ impl User {
                 &self.id,
                 folder.as_deref(),
                 search.as_deref(),
-                super::calendar::first(first),
+                self::first(first),
                 after.as_deref(),
             )
             .await
             .gql()?;
-        Ok(super::calendar::contact_connection(page, has_previous))
+        Ok(connection(page, has_previous))
     }
 
     /// One contact by id.
@@ -461,13 +461,10 @@ impl User {
         let session = ctx.data::<Session>()?;
         let has_previous = after.is_some();
         let page = session
-            .contact_folders(&self.id, super::calendar::first(first), after.as_deref())
+            .contact_folders(&self.id, self::first(first), after.as_deref())
             .await
             .gql()?;
-        Ok(super::calendar::contact_folder_connection(
-            page,
-            has_previous,
-        ))
+        Ok(connection(page, has_previous))
     }
 
     /// Groups this user is a direct member of.
