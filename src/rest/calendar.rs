@@ -5,24 +5,17 @@ use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, Authenticated, ErrorBody};
+use super::{
+    ApiError, Authenticated, ErrorBody, JsonBody, PageParams, Paged, json_error, paged, yes,
+};
 use crate::app::AppState;
 use crate::service::calendar::{
     Calendar, Event, EventInput, MeetingResponse, MeetingSlot, Schedule,
 };
 use crate::service::contacts::{Contact, ContactFolder, ContactInput};
-use crate::service::{Page, ServiceError};
-
-const DEFAULT_LIMIT: usize = 25;
-
-type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
-
-fn json_error(e: impl std::fmt::Display) -> ApiError {
-    ServiceError::BadInput(format!("invalid JSON body: {e}")).into()
-}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -51,30 +44,6 @@ pub fn router() -> Router<AppState> {
         .route("/users/{id}/contact-folders", get(list_contact_folders))
 }
 
-/// A page of items with the cursor of the next one.
-#[derive(Serialize, ToSchema)]
-pub struct Paged<T> {
-    data: Vec<T>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
-    next_cursor: Option<String>,
-}
-
-fn paged<T>(page: Page<T>) -> Paged<T> {
-    let next_cursor = page.has_next.then(|| page.end_cursor()).flatten();
-    Paged {
-        data: page.items.into_iter().map(|(item, _)| item).collect(),
-        next_cursor,
-    }
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Page size, 1 to 100 (default 25).
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
-
 /// A user's calendars.
 #[utoipa::path(get, path = "/api/v1/users/{id}/calendars", tag = "calendar",
     params(("id" = String, Path, description = "Mailbox: object id, UPN, address or `me`"), PageParams),
@@ -84,9 +53,7 @@ pub async fn list_calendars(
     Path(id): Path<String>,
     Query(p): Query<PageParams>,
 ) -> Result<Json<Paged<Calendar>>, ApiError> {
-    let page = session
-        .calendars(&id, p.limit.unwrap_or(DEFAULT_LIMIT), p.cursor.as_deref())
-        .await?;
+    let page = session.calendars(&id, p.limit(), p.cursor()).await?;
     Ok(Json(paged(page)))
 }
 
@@ -134,7 +101,7 @@ pub async fn list_events(
             p.end.as_deref(),
             p.subject_contains.as_deref(),
             p.time_zone.as_deref(),
-            p.limit.unwrap_or(DEFAULT_LIMIT),
+            p.limit.unwrap_or(super::DEFAULT_LIMIT),
             p.cursor.as_deref(),
         )
         .await?;
@@ -170,7 +137,7 @@ pub async fn calendar_view(
             &p.start,
             &p.end,
             p.time_zone.as_deref(),
-            p.limit.unwrap_or(DEFAULT_LIMIT),
+            p.limit.unwrap_or(super::DEFAULT_LIMIT),
             p.cursor.as_deref(),
         )
         .await?;
@@ -280,10 +247,6 @@ pub struct RespondRequest {
     /// Tell the organiser (default true).
     #[serde(default = "yes")]
     send_response: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Accepts, tentatively accepts or declines a meeting.
@@ -407,7 +370,7 @@ pub async fn list_contacts(
             &id,
             p.folder.as_deref(),
             p.search.as_deref(),
-            p.limit.unwrap_or(DEFAULT_LIMIT),
+            p.limit.unwrap_or(super::DEFAULT_LIMIT),
             p.cursor.as_deref(),
         )
         .await?;
@@ -484,8 +447,6 @@ pub async fn list_contact_folders(
     Path(id): Path<String>,
     Query(p): Query<PageParams>,
 ) -> Result<Json<Paged<ContactFolder>>, ApiError> {
-    let page = session
-        .contact_folders(&id, p.limit.unwrap_or(DEFAULT_LIMIT), p.cursor.as_deref())
-        .await?;
+    let page = session.contact_folders(&id, p.limit(), p.cursor()).await?;
     Ok(Json(paged(page)))
 }

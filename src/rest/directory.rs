@@ -6,12 +6,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, Authenticated, ErrorBody};
+use super::{ApiError, Authenticated, DEFAULT_LIMIT, ErrorBody, PageParams, Paged, paged};
 use crate::app::AppState;
 use crate::service::Page;
 use crate::service::directory::{Group, User, UserFilter, UserQuery, UserSelect};
-
-const DEFAULT_LIMIT: usize = 25;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,29 +32,14 @@ pub struct UserPage {
     total_count: Option<u64>,
 }
 
-/// A page of groups.
-#[derive(Serialize, ToSchema)]
-pub struct GroupPage {
-    data: Vec<Group>,
-    next_cursor: Option<String>,
-}
-
 fn user_page(page: Page<User>) -> UserPage {
-    let next_cursor = page.has_next.then(|| page.end_cursor()).flatten();
+    let total_count = page.total_count;
+    let Paged { data, next_cursor } = paged(page);
     UserPage {
-        total_count: page.total_count,
-        data: page.items.into_iter().map(|(u, _)| u).collect(),
+        total_count,
+        data,
         next_cursor,
     }
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Page size, 1 to 100 (default 25).
-    limit: Option<usize>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -168,12 +151,7 @@ pub async fn list_direct_reports(
     Query(page): Query<PageParams>,
 ) -> Result<Json<UserPage>, ApiError> {
     let result = session
-        .direct_reports(
-            &id,
-            &UserSelect::all(),
-            page.limit.unwrap_or(DEFAULT_LIMIT),
-            page.cursor.as_deref(),
-        )
+        .direct_reports(&id, &UserSelect::all(), page.limit(), page.cursor())
         .await?;
     Ok(Json(user_page(result)))
 }
@@ -182,7 +160,7 @@ pub async fn list_direct_reports(
 #[utoipa::path(get, path = "/api/v1/users/{id}/member-of", tag = "directory",
     params(("id" = String, Path, description = "Object id or user principal name"), PageParams),
     responses(
-        (status = 200, body = GroupPage),
+        (status = 200, body = Paged<Group>),
         (status = 400, description = "BAD_USER_INPUT", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
         (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
@@ -192,19 +170,9 @@ pub async fn list_member_of(
     Authenticated(session): Authenticated,
     Path(id): Path<String>,
     Query(page): Query<PageParams>,
-) -> Result<Json<GroupPage>, ApiError> {
-    let result = session
-        .member_of(
-            &id,
-            page.limit.unwrap_or(DEFAULT_LIMIT),
-            page.cursor.as_deref(),
-        )
-        .await?;
-    let next_cursor = result.has_next.then(|| result.end_cursor()).flatten();
-    Ok(Json(GroupPage {
-        data: result.items.into_iter().map(|(g, _)| g).collect(),
-        next_cursor,
-    }))
+) -> Result<Json<Paged<Group>>, ApiError> {
+    let result = session.member_of(&id, page.limit(), page.cursor()).await?;
+    Ok(Json(paged(result)))
 }
 
 /// One group by object id.
@@ -239,12 +207,7 @@ pub async fn list_group_members(
     Query(page): Query<PageParams>,
 ) -> Result<Json<UserPage>, ApiError> {
     let result = session
-        .group_members(
-            &id,
-            &UserSelect::all(),
-            page.limit.unwrap_or(DEFAULT_LIMIT),
-            page.cursor.as_deref(),
-        )
+        .group_members(&id, &UserSelect::all(), page.limit(), page.cursor())
         .await?;
     Ok(Json(user_page(result)))
 }

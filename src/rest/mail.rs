@@ -8,11 +8,15 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, Authenticated, ErrorBody};
+use super::{
+    ApiError, Authenticated, DEFAULT_LIMIT, ErrorBody, JsonBody, PageParams, Paged, json_error,
+    paged, yes,
+};
 use crate::app::AppState;
+use crate::service::ServiceError;
 use crate::service::mail::{
     Attachment, BodyType, MailFolder, Message, MessageDelta, MessageFilter, MessageOrder,
     MessageQuery, MessageSelect,
@@ -21,9 +25,6 @@ use crate::service::mail_send::{
     AttachmentContent, MAX_ATTACHMENT_BYTES, MessagePatch, OutgoingAttachment, OutgoingMessage,
     SendReceipt,
 };
-use crate::service::{Page, ServiceError};
-
-const DEFAULT_LIMIT: usize = 25;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -67,34 +68,6 @@ pub fn router() -> Router<AppState> {
             "/users/{id}/send-mail",
             post(send_mail).layer(axum::extract::DefaultBodyLimit::disable()),
         )
-}
-
-/// A page of mail folders.
-#[derive(Serialize, ToSchema)]
-pub struct MailFolderPage {
-    data: Vec<MailFolder>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
-    next_cursor: Option<String>,
-}
-
-/// A page of messages.
-#[derive(Serialize, ToSchema)]
-pub struct MessagePage {
-    data: Vec<Message>,
-    next_cursor: Option<String>,
-}
-
-fn next_cursor<T>(page: &Page<T>) -> Option<String> {
-    page.has_next.then(|| page.end_cursor()).flatten()
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Page size, 1 to 100 (default 25).
-    limit: Option<usize>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -157,7 +130,7 @@ fn expand_attachments(expand: Option<&str>) -> Result<bool, ApiError> {
 #[utoipa::path(get, path = "/api/v1/users/{id}/mail-folders", tag = "mail",
     params(("id" = String, Path, description = "Mailbox: object id, user principal name or address, or `me`"), PageParams),
     responses(
-        (status = 200, body = MailFolderPage),
+        (status = 200, body = Paged<MailFolder>),
         (status = 400, description = "BAD_USER_INPUT", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
@@ -166,18 +139,11 @@ pub async fn list_mail_folders(
     Authenticated(session): Authenticated,
     Path(id): Path<String>,
     Query(page): Query<PageParams>,
-) -> Result<Json<MailFolderPage>, ApiError> {
+) -> Result<Json<Paged<MailFolder>>, ApiError> {
     let result = session
-        .mail_folders(
-            &id,
-            page.limit.unwrap_or(DEFAULT_LIMIT),
-            page.cursor.as_deref(),
-        )
+        .mail_folders(&id, page.limit(), page.cursor())
         .await?;
-    Ok(Json(MailFolderPage {
-        next_cursor: next_cursor(&result),
-        data: result.items.into_iter().map(|(f, _)| f).collect(),
-    }))
+    Ok(Json(paged(result)))
 }
 
 /// One mail folder by id or well-known name.
@@ -199,7 +165,7 @@ pub async fn get_mail_folder(
 #[utoipa::path(get, path = "/api/v1/users/{id}/mail-folders/{folder}/child-folders", tag = "mail",
     params(("id" = String, Path, description = "Mailbox"), ("folder" = String, Path, description = "Folder id or well-known name"), PageParams),
     responses(
-        (status = 200, body = MailFolderPage),
+        (status = 200, body = Paged<MailFolder>),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
@@ -207,26 +173,18 @@ pub async fn list_child_folders(
     Authenticated(session): Authenticated,
     Path((id, folder)): Path<(String, String)>,
     Query(page): Query<PageParams>,
-) -> Result<Json<MailFolderPage>, ApiError> {
+) -> Result<Json<Paged<MailFolder>>, ApiError> {
     let result = session
-        .child_folders(
-            &id,
-            &folder,
-            page.limit.unwrap_or(DEFAULT_LIMIT),
-            page.cursor.as_deref(),
-        )
+        .child_folders(&id, &folder, page.limit(), page.cursor())
         .await?;
-    Ok(Json(MailFolderPage {
-        next_cursor: next_cursor(&result),
-        data: result.items.into_iter().map(|(f, _)| f).collect(),
-    }))
+    Ok(Json(paged(result)))
 }
 
 /// Messages of a mailbox, filtered or searched, newest first.
 #[utoipa::path(get, path = "/api/v1/users/{id}/messages", tag = "mail",
     params(("id" = String, Path, description = "Mailbox"), MessageListParams),
     responses(
-        (status = 200, body = MessagePage),
+        (status = 200, body = Paged<Message>),
         (status = 400, description = "Invalid filter, search, limit or cursor (BAD_USER_INPUT)", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "Unknown mailbox or folder (NOT_FOUND)", body = ErrorBody),
@@ -235,7 +193,7 @@ pub async fn list_messages(
     Authenticated(session): Authenticated,
     Path(id): Path<String>,
     Query(params): Query<MessageListParams>,
-) -> Result<Json<MessagePage>, ApiError> {
+) -> Result<Json<Paged<Message>>, ApiError> {
     let select = MessageSelect::all(
         params.body_format.unwrap_or(BodyType::Html),
         expand_attachments(params.expand.as_deref())?,
@@ -263,10 +221,7 @@ pub async fn list_messages(
         after: params.cursor,
     };
     let result = session.messages(&id, &query, &select).await?;
-    Ok(Json(MessagePage {
-        next_cursor: next_cursor(&result),
-        data: result.items.into_iter().map(|(m, _)| m).collect(),
-    }))
+    Ok(Json(paged(result)))
 }
 
 /// One message.
@@ -464,14 +419,6 @@ pub struct SendMailRequest {
     save_to_sent_items: bool,
 }
 
-fn yes() -> bool {
-    true
-}
-
-fn json_error(e: impl std::fmt::Display) -> ApiError {
-    ServiceError::BadInput(format!("invalid JSON body: {e}")).into()
-}
-
 /// Reads a send-mail request: JSON, or multipart/form-data with a `message` part (the
 /// JSON above) and one part per file. Files are spooled to temporary files as they arrive,
 /// so memory use does not grow with their size; one over 150 MB is refused at once.
@@ -599,7 +546,7 @@ pub struct DraftRequest {
 pub async fn create_draft(
     Authenticated(session): Authenticated,
     Path(id): Path<String>,
-    body: Result<Json<DraftRequest>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<DraftRequest>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
     let Json(body) = body.map_err(json_error)?;
     let draft = session
@@ -620,7 +567,7 @@ pub async fn create_draft(
 pub async fn update_draft(
     Authenticated(session): Authenticated,
     Path((id, message)): Path<(String, String)>,
-    body: Result<Json<MessageJson>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<MessageJson>,
 ) -> Result<Json<Message>, ApiError> {
     let Json(body) = body.map_err(json_error)?;
     Ok(Json(
@@ -658,7 +605,7 @@ pub async fn send_draft(
 pub async fn update_message(
     Authenticated(session): Authenticated,
     Path((id, message)): Path<(String, String)>,
-    body: Result<Json<MessagePatch>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<MessagePatch>,
 ) -> Result<Json<Message>, ApiError> {
     let Json(patch) = body.map_err(json_error)?;
     Ok(Json(session.update_message(&id, &message, &patch).await?))
@@ -716,7 +663,7 @@ async fn do_reply(
 pub async fn reply(
     Authenticated(session): Authenticated,
     Path((id, message)): Path<(String, String)>,
-    body: Result<Json<ReplyRequest>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<ReplyRequest>,
 ) -> Result<(StatusCode, Json<SendReceipt>), ApiError> {
     let Json(body) = body.map_err(json_error)?;
     do_reply(session, &id, &message, false, body).await
@@ -734,7 +681,7 @@ pub async fn reply(
 pub async fn reply_all(
     Authenticated(session): Authenticated,
     Path((id, message)): Path<(String, String)>,
-    body: Result<Json<ReplyRequest>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<ReplyRequest>,
 ) -> Result<(StatusCode, Json<SendReceipt>), ApiError> {
     let Json(body) = body.map_err(json_error)?;
     do_reply(session, &id, &message, true, body).await
@@ -760,7 +707,7 @@ pub struct ForwardRequest {
 pub async fn forward(
     Authenticated(session): Authenticated,
     Path((id, message)): Path<(String, String)>,
-    body: Result<Json<ForwardRequest>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<ForwardRequest>,
 ) -> Result<(StatusCode, Json<SendReceipt>), ApiError> {
     let Json(body) = body.map_err(json_error)?;
     let receipt = session
@@ -789,7 +736,7 @@ pub struct MoveRequest {
 pub async fn move_message(
     Authenticated(session): Authenticated,
     Path((id, message)): Path<(String, String)>,
-    body: Result<Json<MoveRequest>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<MoveRequest>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
     let Json(body) = body.map_err(json_error)?;
     let moved = session

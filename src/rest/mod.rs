@@ -12,13 +12,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::AuthError;
-use crate::service::{ServiceError, Session};
+use crate::service::{Page, ServiceError, Session};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -119,6 +119,57 @@ impl Modify for BearerAuth {
             ),
         );
     }
+}
+
+/// Page size of lists when `limit` is not given.
+const DEFAULT_LIMIT: usize = 25;
+
+/// Paging of list routes.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1 to 100 (default 25).
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+impl PageParams {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(DEFAULT_LIMIT)
+    }
+
+    fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+}
+
+/// A page of items with the cursor of the next one.
+#[derive(Serialize, ToSchema)]
+pub struct Paged<T> {
+    data: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+fn paged<T>(page: Page<T>) -> Paged<T> {
+    let next_cursor = page.has_next.then(|| page.end_cursor()).flatten();
+    Paged {
+        data: page.items.into_iter().map(|(item, _)| item).collect(),
+        next_cursor,
+    }
+}
+
+/// A JSON body, or axum's reason for refusing it (turned into `BAD_USER_INPUT`).
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn json_error(e: impl std::fmt::Display) -> ApiError {
+    ServiceError::BadInput(format!("invalid JSON body: {e}")).into()
+}
+
+/// serde default for flags that are on unless the caller says otherwise.
+fn yes() -> bool {
+    true
 }
 
 /// Every REST error has this body.
