@@ -94,6 +94,13 @@ impl Recorder {
         self.push(record);
     }
 
+    /// Counts a request to a drive's pre-authenticated URLs (`/up/…`, downloads, the copy
+    /// monitor): by route and in the request log, not in `graph_requests`.
+    pub(crate) fn preauthenticated_request(&self, route: &str, record: RecordedRequest) {
+        bump(&self.routes, route);
+        self.push(record);
+    }
+
     /// Counts faults injected by fault rules.
     pub(crate) fn faults_injected(&self, n: u64) {
         self.faults_injected.fetch_add(n, Ordering::Relaxed);

@@ -28,6 +28,16 @@
 //! cancellation, `getSchedule` free/busy, `mailboxSettings`, contacts and contact folders;
 //! seeded lazily per user around the week the emulator started.
 //!
+//! Files (see README.md, "Files"): every member has a OneDrive for Business, and
+//! `SHAREPOINT_HOSTNAME` has a root site and four team sites with document libraries; drives,
+//! sites and driveItems addressed by id or path, children paging, downloads through
+//! pre-authenticated URLs (`/_layouts/15/download.aspx`, ranges), simple uploads and upload
+//! sessions (`/up/{token}`, 320 KiB fragments, resumable), folders, rename/move, delete,
+//! asynchronous copy (`/_api/v2.0/monitor/{job}`), delta, quotas, `Sites.Selected`. File bytes
+//! stream to and from a temp dir the emulator owns. The demo user's drive holds `Reports` with
+//! 100 generated reports by 25 colleagues. Admin hooks: `expire_drive_delta_tokens`,
+//! `expire_upload_sessions`, `set_drive_quota`, `grant_site_permission`.
+//!
 //! This crate deliberately knows nothing about the gateway: the two must not share a
 //! misreading of Graph.
 
@@ -36,6 +46,7 @@ mod calendar;
 mod clock;
 mod entra;
 mod faults;
+mod files;
 mod graph;
 mod mail;
 mod net;
@@ -53,6 +64,11 @@ use axum::routing::{any, delete, get, post};
 
 pub use admin::{RecordedRequest, Stats};
 pub use faults::{Fault, FaultRule, FaultRuleStatus, RetryAfter};
+pub use files::{
+    CONTRACTS_SITE_PATH, DEFAULT_DRIVE_QUOTA, DEMO_REPORT_AUTHORS, DEMO_REPORT_COUNT,
+    DEMO_REPORTS_FOLDER, ENGINEERING_SITE_PATH, FINANCE_SITE_PATH, MARKETING_SITE_PATH,
+    ONEDRIVE_HOSTNAME, ROOT_SITE_PATH, SHAREPOINT_HOSTNAME,
+};
 pub use mail::{SentAttachment, SentMail};
 
 /// Request bodies `/v1.0` accepts at the HTTP level. Graph's own limit for Outlook writes
@@ -309,6 +325,17 @@ pub(crate) struct EmulatorState {
     /// Every user's calendars, events and contacts (created on first access). Lock order:
     /// tenant, then this, then `mail`.
     pub(crate) calendar: Mutex<calendar::CalendarStore>,
+    /// Drives, sites, upload sessions, copy jobs; file bytes in its temp dir. Lock order:
+    /// tenant, then this.
+    pub(crate) files: Mutex<files::FileStore>,
+}
+
+/// The file store, locked (a poisoned lock is still usable: see `admin::lock`).
+pub(crate) fn lock_files(state: &EmulatorState) -> std::sync::MutexGuard<'_, files::FileStore> {
+    state
+        .files
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Emulator {
@@ -316,9 +343,12 @@ impl Emulator {
     /// `config.faults`.
     ///
     /// # Panics
-    /// On a fault rule in `config.faults` that `FaultRule::validate` refuses.
+    /// On a fault rule in `config.faults` that `FaultRule::validate` refuses, or when no
+    /// temporary directory can be created for drive files.
     pub fn new(config: EmulatorConfig) -> Emulator {
         let tenant = tenant::Tenant::generate(config.users, config.seed);
+        let file_store = files::FileStore::new(config.seed, &tenant)
+            .expect("graph-emulator: cannot create a temporary directory for drive files");
         let keys = entra::KeyRing::generate();
         let apps = entra::AppDirectory::new(&config.apps);
         let rules = config.faults.clone();
@@ -340,6 +370,7 @@ impl Emulator {
                 mailboxes: graph::MailboxLimiter::default(),
                 mail: mail_store,
                 calendar: calendar_store,
+                files: Mutex::new(file_store),
             }),
         };
         for rule in rules {
@@ -392,6 +423,32 @@ impl Emulator {
                     .delete(admin::clear_faults),
             )
             .route("/_emulator/faults/{id}", delete(admin::remove_fault))
+            // OneDrive's pre-authenticated URLs: upload sessions, downloads, copy monitors.
+            .route("/up/{token}", any(graph::files_wire::upload_entry))
+            .route(
+                "/_layouts/15/download.aspx",
+                get(graph::files_wire::download_entry),
+            )
+            .route(
+                "/_api/v2.0/monitor/{job}",
+                get(graph::files_wire::monitor_entry),
+            )
+            .route(
+                "/_emulator/drives/expire-delta-tokens",
+                post(graph::files_wire::expire_delta_tokens),
+            )
+            .route(
+                "/_emulator/drives/{drive}/quota",
+                post(graph::files_wire::set_quota),
+            )
+            .route(
+                "/_emulator/uploads/expire",
+                post(graph::files_wire::expire_uploads),
+            )
+            .route(
+                "/_emulator/sites/{site}/permissions",
+                post(graph::files_wire::grant_site),
+            )
             .route("/_emulator/mail/sent", get(graph::sent_mail))
             .route(
                 "/_emulator/mail/expire-delta-tokens",
@@ -570,6 +627,107 @@ impl Emulator {
     /// delta call with one gets 410 `syncStateNotFound`, as when Exchange drops a sync state.
     pub fn expire_mail_delta_tokens(&self) {
         graph::expire_tokens(&self.state);
+    }
+
+    // --- files -------------------------------------------------------------------------
+
+    /// The id of a user's OneDrive (by UPN or object id), whether or not anyone has opened
+    /// it yet; `None` for guests and unknown users.
+    pub fn drive_id_of_user(&self, user: &str) -> Option<String> {
+        let tenant = self
+            .state
+            .tenant
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let u = tenant.find_user(user)?;
+        files::has_drive(&tenant, u)
+            .then(|| files::user_drive_id(self.state.config.seed, &tenant.users[u].id))
+    }
+
+    /// The id (`{hostname},{collection},{web}`) of the site at a server-relative path
+    /// (`ROOT_SITE_PATH`, `FINANCE_SITE_PATH`, …).
+    pub fn site_id(&self, path: &str) -> Option<String> {
+        let store = lock_files(&self.state);
+        store.site_by_path(path).map(|s| store.sites[s].id())
+    }
+
+    /// The drive id of a site's document library by name (`"Documents"`, `"Invoices"`).
+    pub fn site_drive_id(&self, path: &str, library: &str) -> Option<String> {
+        let store = lock_files(&self.state);
+        let s = store.site_by_path(path)?;
+        store
+            .site_library(s, library)
+            .map(|d| store.drives[d].id.clone())
+    }
+
+    /// The id of the item at `path` (`"Reports/report-001.pdf"`; `""` or `"/"` is the root)
+    /// in a drive, without a Graph call.
+    pub fn drive_item_id(&self, drive_id: &str, path: &str) -> Option<String> {
+        let tenant = self
+            .state
+            .tenant
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut store = lock_files(&self.state);
+        let d = store.drive_by_id(&tenant, drive_id)?;
+        let drive = &store.drives[d];
+        let mut cur = drive.root.clone();
+        for name in path.split('/').filter(|s| !s.is_empty()) {
+            cur = drive.child_named(&cur, name)?.to_string();
+        }
+        Some(cur)
+    }
+
+    /// Sets a drive's quota (`quota.total`, bytes); uploads and copies beyond it get 507
+    /// `quotaLimitReached`. `false` for an unknown drive.
+    pub fn set_drive_quota(&self, drive_id: &str, total: u64) -> bool {
+        let tenant = self
+            .state
+            .tenant
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut store = lock_files(&self.state);
+        match store.drive_by_id(&tenant, drive_id) {
+            Some(d) => {
+                store.drives[d].quota_total = total;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Invalidates every outstanding drive delta token: the next delta call with one gets
+    /// 410 `resyncChangesApplyDifferences` with a `Location` to enumerate again.
+    pub fn expire_drive_delta_tokens(&self) {
+        lock_files(&self.state).delta_epoch += 1;
+    }
+
+    /// Ends every open upload session (their URLs answer 404 `itemNotFound`; partial files
+    /// are removed).
+    pub fn expire_upload_sessions(&self) {
+        lock_files(&self.state).sessions.clear();
+    }
+
+    /// Grants an app `Sites.Selected` access to a site (by id, hostname or server-relative
+    /// path), as an administrator does with `POST /sites/{id}/permissions`: `roles` holds
+    /// `"read"` and/or `"write"`. `false` for an unknown site.
+    pub fn grant_site_permission(&self, site: &str, app_id: &str, roles: &[&str]) -> bool {
+        let mut store = lock_files(&self.state);
+        let found = store.site_by_id(site).or_else(|| store.site_by_path(site));
+        let Some(s) = found else {
+            return false;
+        };
+        let write = roles.iter().any(|r| r.eq_ignore_ascii_case("write"));
+        store.sites[s]
+            .grants
+            .push((app_id.to_ascii_lowercase(), write));
+        true
+    }
+
+    /// The directory where drive files live while the emulator runs (removed when the last
+    /// clone of the emulator is dropped).
+    pub fn files_dir(&self) -> std::path::PathBuf {
+        lock_files(&self.state).dir().to_path_buf()
     }
 
     pub(crate) fn state(&self) -> &EmulatorState {

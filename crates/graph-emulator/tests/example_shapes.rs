@@ -141,8 +141,9 @@ fn equivalent(page: &str, name: &str) -> Option<Equivalent> {
             false,
         )
         .eventual(),
-        // Planner, drive and events are not emulated yet: a directory batch with a success
-        // and an error item stands in. (The 302 and 204 items are skipped below.)
+        // Planner is not emulated (this example mixes Planner, drive and events): a directory
+        // batch with a success and an error item stands in. (The 302 and 204 items are
+        // skipped below.)
         ("concepts/json-batching", "json_batching__ex1") => Equivalent {
             method: "POST",
             url: "/$batch".into(),

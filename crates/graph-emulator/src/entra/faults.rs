@@ -22,7 +22,14 @@ pub(crate) async fn inject_faults(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    if path.starts_with("/_emulator/") || path == "/v1.0" || path.starts_with("/v1.0/") {
+    // Graph and the pre-authenticated file URLs run their rules themselves.
+    if path.starts_with("/_emulator/")
+        || path == "/v1.0"
+        || path.starts_with("/v1.0/")
+        || path.starts_with("/up/")
+        || path.starts_with("/_layouts/")
+        || path.starts_with("/_api/")
+    {
         return next.run(request).await;
     }
     let Some(template) = request

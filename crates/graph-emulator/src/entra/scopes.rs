@@ -41,6 +41,7 @@ pub(crate) const GRAPH_DELEGATED_SCOPES: &[&str] = &[
     "MailboxSettings.Read",
     "MailboxSettings.ReadWrite",
     "Files.Read",
+    "Files.ReadWrite",
     "Files.Read.All",
     "Files.ReadWrite.All",
     "Sites.Read.All",

@@ -259,6 +259,7 @@ fn item_request(envelope: &GraphRequest, item: &Item) -> GraphRequest {
             .as_ref()
             .map(|b| axum::body::Bytes::from(b.to_string()))
             .unwrap_or_default(),
+        stream: super::BodySlot::default(),
         base_url: envelope.base_url.clone(),
     }
 }

@@ -146,9 +146,10 @@ pub(crate) fn handle(
             "Nested batch requests are not supported.",
         )),
         // Writes and mail are dispatched before the tenant is read-locked (`graph::dispatch`).
-        Route::RevokeSessions(_) | Route::Mail { .. } | Route::Calendar { .. } => {
-            Err(GraphError::method_not_allowed())
-        }
+        Route::RevokeSessions(_)
+        | Route::Mail { .. }
+        | Route::Calendar { .. }
+        | Route::Files(_) => Err(GraphError::method_not_allowed()),
     }
 }
 

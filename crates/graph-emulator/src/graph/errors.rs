@@ -11,6 +11,8 @@ pub(crate) struct GraphError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Extra response headers (a drive delta resync's `Location`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl GraphError {
@@ -19,7 +21,14 @@ impl GraphError {
             status,
             code,
             message: message.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a response header to the error's answer.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     /// 400 `BadRequest`: what Graph's OData layer says about malformed URLs and options.

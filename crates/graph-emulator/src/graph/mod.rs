@@ -9,6 +9,7 @@ mod collection;
 mod directory;
 mod errors;
 mod faults;
+mod files;
 mod filter;
 mod mail;
 mod query;
@@ -18,22 +19,24 @@ mod search;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::Emulator;
 use crate::admin::RecordedRequest;
-use crate::faults::Fault;
+use crate::faults::{Fault, Target};
 use auth::Principal;
 use errors::GraphError;
 use query::QueryOptions;
 use routes::Route;
 
 pub(crate) use faults::{MailboxLimiter, canonical_mailbox};
+pub(crate) use files::wire as files_wire;
 pub(crate) use mail::{expire_delta_tokens, expire_tokens, sent_mail, sent_messages, upload_entry};
 
 /// The content type Graph sends with JSON bodies (errors included).
@@ -52,8 +55,35 @@ pub(crate) struct GraphRequest {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The body still unread, for the routes that stream it (`PUT …/content` of a file);
+    /// `body` is then empty.
+    pub stream: BodySlot,
     /// `http://host:port`, for absolute `@odata.nextLink`s.
     pub base_url: String,
+}
+
+/// A request body that a handler takes once and reads as it arrives.
+#[derive(Clone, Default)]
+pub(crate) struct BodySlot(Arc<Mutex<Option<Body>>>);
+
+impl BodySlot {
+    fn new(body: Body) -> BodySlot {
+        BodySlot(Arc::new(Mutex::new(Some(body))))
+    }
+
+    /// The body, the first time (`None` when the request had none to stream).
+    pub fn take(&self) -> Option<Body> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}
+
+impl std::fmt::Debug for BodySlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodySlot")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -109,11 +139,13 @@ impl GraphResponse {
         }
     }
 
-    fn error(err: &GraphError, request_id: &str, client_request_id: &str) -> Self {
-        Self::with_status(
+    pub(crate) fn error(err: &GraphError, request_id: &str, client_request_id: &str) -> Self {
+        let mut response = Self::with_status(
             err.status,
             Payload::Json(err.body(request_id, client_request_id)),
-        )
+        );
+        response.headers.extend(err.headers.iter().cloned());
+        response
     }
 
     /// An empty answer with this status (202 Accepted, 204 No Content).
@@ -218,6 +250,9 @@ pub(crate) async fn execute(emulator: Emulator, req: GraphRequest, in_batch: boo
             let result = match admit(&emulator, &req, route, principal) {
                 Err(err) => Err(err),
                 Ok((Route::Batch, _)) if !in_batch => batch_boxed(emulator.clone(), req).await,
+                Ok((Route::Files(route), principal)) => {
+                    files::handle(&emulator, &req, &route, &principal).await
+                }
                 Ok((route, principal)) => dispatch(&emulator, &req, &route, &principal),
             };
             let mut response = result
@@ -377,15 +412,31 @@ pub(crate) fn base_url(headers: &HeaderMap, uri: &Uri) -> String {
     format!("http://{host}")
 }
 
+/// Whether a request's body is streamed to its handler rather than buffered: file content
+/// uploads (`PUT …/content`), which may be far larger than what `/v1.0` buffers.
+fn streams_body(method: &Method, path: &str) -> bool {
+    *method == Method::PUT
+        && path
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.eq_ignore_ascii_case("content"))
+}
+
 /// Any method on `/v1.0`, `/v1.0/`, `/v1.0/...`.
-pub(crate) async fn http_entry(
-    State(emulator): State<Emulator>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    extensions: Extensions,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn http_entry(State(emulator): State<Emulator>, request: Request) -> Response {
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let headers = request.headers().clone();
+    let extensions = request.extensions().clone();
+    let (body, stream) = if streams_body(&method, uri.path()) {
+        (Bytes::new(), BodySlot::new(request.into_body()))
+    } else {
+        // Buffered within `DefaultBodyLimit`, which answers 413 itself.
+        match Bytes::from_request(request, &emulator).await {
+            Ok(bytes) => (bytes, BodySlot::default()),
+            Err(rejection) => return rejection.into_response(),
+        }
+    };
     let path = uri
         .path()
         .strip_prefix("/v1.0")
@@ -401,6 +452,7 @@ pub(crate) async fn http_entry(
         base_url: base_url(&headers, &uri),
         headers,
         body,
+        stream,
     };
     let mut outcome = execute(emulator.clone(), req, false).await;
     emulator.state().recorder.graph_request(
@@ -470,6 +522,92 @@ fn into_http(outcome: Outcome) -> Response {
         );
     }
     http
+}
+
+/// A Graph answer as HTTP, with Graph's headers and these request ids.
+pub(crate) fn graph_http(
+    response: GraphResponse,
+    request_id: &str,
+    client_request_id: &str,
+) -> Response {
+    into_http(Outcome {
+        response,
+        route: String::new(),
+        request_id: request_id.to_string(),
+        client_request_id: client_request_id.to_string(),
+        permit: None,
+    })
+}
+
+/// What the fault rules decided for a request to a pre-authenticated URL.
+pub(crate) enum Side {
+    /// Answer normally (cutting the body in half when `truncate`).
+    Proceed {
+        truncate: bool,
+    },
+    Reset,
+    Hang,
+    /// This answer instead (status as recorded).
+    Answer {
+        response: Response,
+        status: u16,
+    },
+}
+
+/// Runs the fault rules for a pre-authenticated URL (upload, download, copy monitor), whose
+/// answers look like Graph's. Rules match these by route (`"PUT /up/{id}"`) or path prefix
+/// only: a rule without `route` applies to Graph requests, not to them.
+pub(crate) async fn side_faults(
+    emulator: &Emulator,
+    method: &Method,
+    template: &str,
+    path: &str,
+    request_id: &str,
+    client_request_id: &str,
+) -> Side {
+    let state = emulator.state();
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let decision = state.faults.decide(&Target {
+        method: method.as_str(),
+        template,
+        path: &decoded,
+        graph: false,
+        in_batch: false,
+        mailbox: None,
+    });
+    if decision.fired > 0 {
+        state.recorder.faults_injected(decision.fired);
+    }
+    if !decision.latency.is_zero() {
+        tokio::time::sleep(decision.latency).await;
+    }
+    match decision.fault {
+        None | Some(Fault::Latency { .. }) => Side::Proceed { truncate: false },
+        Some(Fault::TruncatedJson) => Side::Proceed { truncate: true },
+        Some(Fault::Reset) => Side::Reset,
+        Some(Fault::Hang) => Side::Hang,
+        Some(fault) => match faults::answer(&fault, request_id, client_request_id) {
+            Some(response) if response.wire == Some(Wire::MalformedJson) => {
+                let http = graph_http(
+                    GraphResponse::json(Value::Null),
+                    request_id,
+                    client_request_id,
+                );
+                Side::Answer {
+                    response: crate::net::malformed_json(http),
+                    status: 200,
+                }
+            }
+            Some(response) => {
+                let status = response.status.as_u16();
+                Side::Answer {
+                    response: graph_http(response, request_id, client_request_id),
+                    status,
+                }
+            }
+            None => Side::Proceed { truncate: false },
+        },
+    }
 }
 
 /// Anything outside `/v1.0`, the Entra paths and the admin surface, e.g. `/beta/users`.

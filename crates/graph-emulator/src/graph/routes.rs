@@ -8,6 +8,7 @@ use percent_encoding::percent_decode_str;
 use super::auth::{self, Permission};
 use super::calendar::routes::{self as calendar_routes, CalendarRoute};
 use super::errors::GraphError;
+use super::files::routes::{self as files_routes, FilesRoute};
 use super::mail::routes::{self as mail_routes, MailRoute};
 
 /// Whose user resource a path names.
@@ -114,6 +115,9 @@ pub(crate) enum Route {
         subject: Subject,
         route: CalendarRoute,
     },
+    /// OneDrive and SharePoint: drives, driveItems, sites (permissions are checked per drive
+    /// by the handler).
+    Files(FilesRoute),
 }
 
 impl Route {
@@ -165,6 +169,7 @@ impl Route {
             Route::Calendar { subject: s, route } => {
                 format!("{}{}", subject(s), route.template())
             }
+            Route::Files(route) => route.template(),
         }
     }
 
@@ -226,6 +231,7 @@ impl Route {
         let allowed = match self {
             Route::Mail { route, .. } => return route.check_method(method),
             Route::Calendar { route, .. } => return route.check_method(method),
+            Route::Files(route) => return route.check_method(method),
             Route::Batch | Route::RevokeSessions(_) => method == Method::POST,
             _ => method == Method::GET,
         };
@@ -241,6 +247,7 @@ impl Route {
         match self {
             Route::Mail { subject, route } => route.permission(method, *subject == Subject::Me),
             Route::Calendar { subject, route } => route.permission(method, *subject == Subject::Me),
+            Route::Files(_) => &auth::NO_PERMISSION,
             _ => self.permission(),
         }
     }
@@ -249,6 +256,7 @@ impl Route {
     pub fn access_denied(&self) -> GraphError {
         match self {
             Route::Mail { .. } | Route::Calendar { .. } => super::mail::access_denied(),
+            Route::Files(_) => super::files::access_denied(),
             _ => GraphError::insufficient_privileges(),
         }
     }
@@ -258,7 +266,7 @@ impl Route {
         match self {
             Route::Mail { subject, route } => route.permission(&Method::GET, me(subject)),
             Route::Calendar { subject, route } => route.permission(&Method::GET, me(subject)),
-            Route::Batch => &auth::NO_PERMISSION,
+            Route::Batch | Route::Files(_) => &auth::NO_PERMISSION,
             Route::RevokeSessions(_) => &auth::REVOKE_SESSIONS,
             Route::Users { .. } => &auth::READ_USERS,
             Route::User(s) | Route::Manager(s) if me(s) => &auth::READ_ME,
@@ -291,6 +299,10 @@ fn is(segment: &str, name: &str) -> bool {
 
 /// Resolves a path below `/v1.0` (e.g. `/users/abc/memberOf`).
 pub(crate) fn resolve(path: &str) -> Result<Route, GraphError> {
+    // Drive paths address items by path (`root:/a/b:`), so they are parsed whole.
+    if let Some(files) = files_routes::resolve(path) {
+        return files.map(Route::Files);
+    }
     let mut segments: Vec<String> = path.split('/').skip(1).map(decode).collect();
     // A trailing slash is harmless.
     if segments.last().is_some_and(|s| s.is_empty()) && segments.len() > 1 {

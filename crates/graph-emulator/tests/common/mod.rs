@@ -474,3 +474,5 @@ pub fn param(url: &url::Url, name: &str) -> Option<String> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
+
+pub mod files;
