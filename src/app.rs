@@ -19,9 +19,9 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
@@ -70,6 +70,7 @@ impl Reloader {
         start_jwks_refresh(&auth).await;
         // Resolve before swapping, so the new callers never meet an unresolved policy.
         self.policy.refresh(&auth.caller_resources()).await;
+        self.policy.refresh_files(&auth.caller_sites()).await;
         self.auth.store(auth);
         tracing::info!(policy_version = version, "configuration reloaded");
         Ok(())
@@ -183,6 +184,7 @@ impl App {
         start_jwks_refresh(&auth).await;
         let policy = Arc::new(PolicyResolver::new(graph.clone()));
         policy.refresh(&auth.caller_resources()).await;
+        policy.refresh_files(&auth.caller_sites()).await;
         let auth = Arc::new(ArcSwap::new(auth));
         let reloader = Reloader {
             auth: auth.clone(),
@@ -206,6 +208,20 @@ impl App {
                 store,
                 public_url,
                 request_timeout: config.http.request_timeout,
+                links: Arc::new(crate::service::links::LinkSealer::new(
+                    config
+                        .files
+                        .link_key
+                        .as_ref()
+                        .map(|k| crate::store::decode_key(k.expose()))
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("files.link_key: {e}"))?,
+                    config.files.link_ttl,
+                )?),
+                files: crate::service::files_transfer::FileSettings {
+                    chunk_bytes: config.files.chunk_bytes,
+                    transfer_timeout: config.files.transfer_timeout,
+                },
             },
             schema: graphql::build_schema(),
         };
@@ -297,19 +313,23 @@ fn router(config: &Config, state: AppState, dev_token: Option<&str>) -> Router {
     router
         .with_state(state)
         // Innermost first: the timeout must wrap the handler directly (see rust-stack.md §8.3).
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            config.http.request_timeout,
+        .layer(axum::middleware::from_fn_with_state(
+            Timeouts {
+                request: config.http.request_timeout,
+                transfer: config.files.transfer_timeout,
+            },
+            limit_time,
         ))
         // async-graphql-axum bypasses axum's DefaultBodyLimit, so the limit is a layer.
         .layer(axum::middleware::from_fn_with_state(
             BodyLimits {
                 body: config.http.body_limit_bytes,
                 upload: config.http.upload_limit_bytes,
+                file: usize::try_from(config.files.max_upload_bytes).unwrap_or(usize::MAX),
             },
             limit_body,
         ))
-        .layer(CompressionLayer::new())
+        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(not_a_file)))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -320,10 +340,52 @@ fn router(config: &Config, state: AppState, dev_token: Option<&str>) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
+/// File content (downloads, attachments) goes out as it is: compressing it would drop
+/// `Content-Length` and `Accept-Ranges` (so no ranges, no progress) and burn CPU on data
+/// that is usually compressed already.
+fn not_a_file(
+    _: StatusCode,
+    _: axum::http::Version,
+    headers: &axum::http::HeaderMap,
+    _: &axum::http::Extensions,
+) -> bool {
+    !headers.contains_key(axum::http::header::ACCEPT_RANGES)
+        && !headers.contains_key(axum::http::header::CONTENT_DISPOSITION)
+}
+
 #[derive(Clone, Copy)]
 struct BodyLimits {
     body: usize,
     upload: usize,
+    /// A file uploaded to a drive (the raw body of the REST upload route).
+    file: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Timeouts {
+    request: Duration,
+    /// File uploads, which may rightly take much longer than other requests.
+    transfer: Duration,
+}
+
+/// Answers 408 when a handler takes longer than its deadline. (tower-http's
+/// `TimeoutLayer` has one deadline for every route; file uploads need another.) The
+/// deadline covers the handler up to the response head; a streamed download body is
+/// bounded by its own transfer deadline instead.
+async fn limit_time(
+    State(timeouts): State<Timeouts>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let limit = if crate::rest::files::is_upload(request.method(), request.uri().path()) {
+        timeouts.transfer
+    } else {
+        timeouts.request
+    };
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
 }
 
 /// Caps request bodies: multipart uploads (files, spooled to disk by their readers) may be
@@ -340,7 +402,9 @@ async fn limit_body(
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let limit = if multipart {
+    let limit = if crate::rest::files::is_upload(request.method(), request.uri().path()) {
+        limits.file
+    } else if multipart {
         limits.upload
     } else {
         limits.body
@@ -466,8 +530,12 @@ fn start_policy_refresh(reloader: &Reloader, every: Duration) {
             let (Some(auth), Some(policy)) = (auth.upgrade(), policy.upgrade()) else {
                 break;
             };
-            let callers = auth.load().caller_resources();
+            let (callers, sites) = {
+                let auth = auth.load();
+                (auth.caller_resources(), auth.caller_sites())
+            };
             policy.refresh(&callers).await;
+            policy.refresh_files(&sites).await;
         }
     });
 }

@@ -67,7 +67,8 @@ pub fn graph_route(url: &str) -> String {
         "directoryRoles",
         "lists",
     ];
-    let path = url.split('?').next().unwrap_or_default();
+    let path = hide_item_paths(url.split('?').next().unwrap_or_default());
+    let path = path.as_str();
     let mut out = String::new();
     let mut previous = "";
     for segment in path.split('/').filter(|s| !s.is_empty()) {
@@ -80,6 +81,27 @@ pub fn graph_route(url: &str) -> String {
         previous = segment;
     }
     if out.is_empty() { "/".to_owned() } else { out }
+}
+
+/// Path-based addressing (`root:/Q1/report.pdf:`, a site's `host:/sites/x:`) names files
+/// and sites: each such path becomes `{path}` so labels stay few and say nothing private.
+fn hide_item_paths(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(start) = rest.find(":/") {
+        out.push_str(&rest[..start]);
+        out.push_str(":{path}");
+        let after = &rest[start + 2..];
+        match after.find(':') {
+            Some(end) => {
+                out.push(':');
+                rest = &after[end + 1..];
+            }
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -95,5 +117,13 @@ mod tests {
         assert_eq!(graph_route("/users?$select=id"), "/users");
         assert_eq!(graph_route("/users/$count"), "/users/$count");
         assert_eq!(graph_route("/$batch"), "/$batch");
+        assert_eq!(
+            graph_route("/drives/b!x/root:/Q1 secret/report.pdf:/content"),
+            "/drives/{id}/root:{path}:/content"
+        );
+        assert_eq!(
+            graph_route("/sites/contoso.sharepoint.com:/sites/finance:/drives"),
+            "/sites/{id}/drives"
+        );
     }
 }

@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::config::{CallerMode, Config, IssuerKey, Secret};
 pub use dev::mint_dev_token;
 pub use jwks::JwksKeys;
-pub use policy::Resources;
+pub use policy::{Resources, SiteResources};
 
 /// Header a `connected` caller uses to say which connected user it acts as.
 pub const ACT_AS_HEADER: &str = "x-m365-act-as";
@@ -51,6 +51,8 @@ pub struct Caller {
     pub resources: Arc<Resources>,
     /// Mailboxes the caller may send as (`callers.<name>.send_as`).
     pub send_as: Arc<Resources>,
+    /// SharePoint sites the caller may address (`callers.<name>.sites`).
+    pub sites: Arc<SiteResources>,
     /// Changes whenever the configuration is reloaded; part of every cache key, so entries
     /// cached under an older policy are never served.
     pub policy_version: u64,
@@ -122,6 +124,7 @@ struct CallerEntry {
     operations: Arc<HashSet<String>>,
     resources: Arc<Resources>,
     send_as: Arc<Resources>,
+    sites: Arc<SiteResources>,
     scopes: Arc<Vec<String>>,
 }
 
@@ -184,6 +187,7 @@ impl Authenticator {
                         operations: Arc::new(c.operations.iter().cloned().collect()),
                         resources: Arc::new(Resources::parse(&c.resources)),
                         send_as: Arc::new(Resources::parse(&c.send_as)),
+                        sites: Arc::new(SiteResources::parse(&c.sites)),
                         scopes: Arc::new({
                             let mut scopes = c.graph_scopes();
                             scopes.sort();
@@ -222,6 +226,7 @@ impl Authenticator {
             scopes: entry.scopes.clone(),
             resources: entry.resources.clone(),
             send_as: entry.send_as.clone(),
+            sites: entry.sites.clone(),
             policy_version: self.policy_version,
             operations: entry.operations.clone(),
         })
@@ -238,6 +243,15 @@ impl Authenticator {
                     (send_as_key(&c.name), c.send_as.clone()),
                 ]
             })
+            .collect()
+    }
+
+    /// Configured callers with their users and sites, for resolving which drives and
+    /// sites each may address.
+    pub fn caller_sites(&self) -> Vec<(String, Arc<Resources>, Arc<SiteResources>)> {
+        self.callers
+            .values()
+            .map(|c| (c.name.clone(), c.resources.clone(), c.sites.clone()))
             .collect()
     }
 
@@ -381,6 +395,7 @@ impl Authenticator {
             scopes: entry.scopes.clone(),
             resources: entry.resources.clone(),
             send_as: entry.send_as.clone(),
+            sites: entry.sites.clone(),
             policy_version: self.policy_version,
             operations: entry.operations.clone(),
         })

@@ -70,6 +70,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub graphiql: GraphiqlConfig,
     pub http: HttpConfig,
+    pub files: FilesConfig,
     pub log: LogConfig,
     /// Token issuers whose JWTs the gateway accepts, by name.
     pub issuers: BTreeMap<String, IssuerConfig>,
@@ -90,6 +91,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             graphiql: GraphiqlConfig::default(),
             http: HttpConfig::default(),
+            files: FilesConfig::default(),
             log: LogConfig::default(),
             issuers: BTreeMap::new(),
             callers: BTreeMap::new(),
@@ -124,6 +126,42 @@ pub struct GraphConfig {
     /// may point to, besides the Graph host itself. Only https; the Graph token is never
     /// sent to them.
     pub transfer_hosts: Vec<String>,
+}
+
+/// Files (OneDrive and SharePoint document libraries).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Size of one upload-session chunk: a multiple of 320 KiB (327,680 bytes), at most
+    /// 60 MiB. Files up to 4 MB go in one simple upload instead.
+    pub chunk_bytes: usize,
+    /// Largest file accepted by `PUT /api/v1/drives/{drive}/root:/{path}:/content`.
+    pub max_upload_bytes: u64,
+    /// Longest time one upload or download through the gateway may take (instead of
+    /// `http.request_timeout`).
+    #[serde(with = "duration")]
+    pub transfer_timeout: Duration,
+    /// Lifetime of the signed download links on `DriveItem.downloadUrl`.
+    #[serde(with = "duration")]
+    pub link_ttl: Duration,
+    /// Key sealing those links: base64 of 32 bytes. Unset: a random key per process, so a
+    /// link works only on the replica that issued it; set the same key on every replica.
+    pub link_key: Option<Secret>,
+}
+
+/// 320 KiB: Graph's upload-session fragments must be multiples of it.
+pub const UPLOAD_FRAGMENT_UNIT: usize = 327_680;
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            chunk_bytes: 32 * UPLOAD_FRAGMENT_UNIT, // 10 MiB
+            max_upload_bytes: 250 * 1024 * 1024 * 1024,
+            transfer_timeout: Duration::from_secs(3600),
+            link_ttl: Duration::from_secs(300),
+            link_key: None,
+        }
+    }
 }
 
 /// Retries, retry budget and circuit breaker of the Graph client.
@@ -184,6 +222,9 @@ impl Default for GraphConfig {
             transfer_hosts: vec![
                 "outlook.office.com".to_owned(),
                 "outlook.office365.com".to_owned(),
+                "*.sharepoint.com".to_owned(),
+                "*.1drv.com".to_owned(),
+                "api.onedrive.com".to_owned(),
             ],
         }
     }
@@ -435,6 +476,12 @@ pub struct CallerConfig {
     /// address. Empty: it may send as nobody, even with `mail.send` (deny by default).
     #[serde(default)]
     pub send_as: Vec<String>,
+    /// SharePoint sites whose document libraries the caller may address: site ids
+    /// (`host,site-collection-id,web-id`) or `host:/server-relative-path`
+    /// (`contoso.sharepoint.com:/sites/finance`); `"*"` for every site. Empty: none.
+    /// Users' OneDrives follow `resources`.
+    #[serde(default)]
+    pub sites: Vec<String>,
     /// Delegated Graph scopes requested for `obo`/`connected` callers. Default: the scopes
     /// the granted operations need (see [`delegated_scopes`]).
     #[serde(default)]
@@ -549,6 +596,7 @@ impl Config {
                     operations: vec!["*".to_owned()],
                     resources: vec!["*".to_owned()],
                     send_as: vec!["*".to_owned()],
+                    sites: vec!["*".to_owned()],
                     scopes: None,
                 });
         }
@@ -737,6 +785,11 @@ impl Config {
                     problems.push(format!("{key}.send_as: '{resource}' {reason}"));
                 }
             }
+            for site in &caller.sites {
+                if let Err(reason) = crate::auth::policy::SiteResources::check(site) {
+                    problems.push(format!("{key}.sites: '{site}' {reason}"));
+                }
+            }
             for op in &caller.operations {
                 if op != "*" && !OPERATIONS.contains(&op.as_str()) {
                     problems.push(format!(
@@ -745,6 +798,27 @@ impl Config {
                     ));
                 }
             }
+        }
+        let f = &self.files;
+        if f.chunk_bytes == 0
+            || !f.chunk_bytes.is_multiple_of(UPLOAD_FRAGMENT_UNIT)
+            || f.chunk_bytes > 60 * 1024 * 1024
+        {
+            problems.push(format!(
+                "files.chunk_bytes: must be a multiple of {UPLOAD_FRAGMENT_UNIT} (320 KiB) and at most 62914560 (60 MiB), got {}",
+                f.chunk_bytes
+            ));
+        }
+        if f.transfer_timeout.is_zero() {
+            problems.push("files.transfer_timeout: must be greater than zero".to_owned());
+        }
+        if f.link_ttl.is_zero() || f.link_ttl > Duration::from_secs(3600) {
+            problems.push("files.link_ttl: must be between 1s and 1h".to_owned());
+        }
+        if let Some(key) = &f.link_key
+            && crate::store::decode_key(key.expose()).is_err()
+        {
+            problems.push("files.link_key: must be base64 of 32 bytes (e.g. `head -c 32 /dev/urandom | base64`)".to_owned());
         }
         let mut seen = BTreeMap::new();
         for (name, caller) in &self.callers {

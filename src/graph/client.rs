@@ -29,6 +29,9 @@ pub struct GraphGet {
     /// A `Prefer` header value (e.g. `outlook.body-content-type="text"`); it changes the
     /// answer, so it is part of the cache key too.
     pub prefer: Option<String>,
+    /// Never read from nor written to the cache: the answer holds a short-lived credential
+    /// (a file's pre-authenticated download URL).
+    pub no_store: bool,
 }
 
 impl GraphGet {
@@ -37,7 +40,13 @@ impl GraphGet {
             url: url.to_string(),
             eventual: false,
             prefer: None,
+            no_store: false,
         }
+    }
+
+    pub fn no_store(mut self, no_store: bool) -> Self {
+        self.no_store = no_store;
+        self
     }
 
     pub fn eventual(mut self, eventual: bool) -> Self {
@@ -73,6 +82,10 @@ pub struct GraphWrite {
     pub idempotency: Idempotency,
     /// A `Prefer` header (e.g. `outlook.timezone="…"` for answers with times).
     pub prefer: Option<String>,
+    /// Raw bytes and their content type instead of a JSON body (a file's content).
+    pub content: Option<(Bytes, String)>,
+    /// An `If-Match` header: Graph refuses the write (412) if the item changed.
+    pub if_match: Option<String>,
 }
 
 impl GraphWrite {
@@ -83,6 +96,8 @@ impl GraphWrite {
             body: Some(body),
             idempotency: Idempotency::Once,
             prefer: None,
+            content: None,
+            if_match: None,
         }
     }
 
@@ -93,6 +108,8 @@ impl GraphWrite {
             body: Some(body),
             idempotency: Idempotency::Idempotent,
             prefer: None,
+            content: None,
+            if_match: None,
         }
     }
 
@@ -103,7 +120,28 @@ impl GraphWrite {
             body: None,
             idempotency: Idempotency::Idempotent,
             prefer: None,
+            content: None,
+            if_match: None,
         }
+    }
+
+    /// A PUT of raw bytes (a small file's content). Sent once: with conflict behaviour
+    /// `fail`, a second copy would fail although the first one landed.
+    pub fn put_bytes(url: impl ToString, bytes: Bytes, content_type: &str) -> Self {
+        Self {
+            method: reqwest::Method::PUT,
+            url: url.to_string(),
+            body: None,
+            idempotency: Idempotency::Once,
+            prefer: None,
+            content: Some((bytes, content_type.to_owned())),
+            if_match: None,
+        }
+    }
+
+    pub fn if_match(mut self, etag: Option<&str>) -> Self {
+        self.if_match = etag.map(str::to_owned);
+        self
     }
 }
 
@@ -207,6 +245,9 @@ impl GraphClient {
         request: &GraphGet,
         deadline: Instant,
     ) -> Result<Bytes, GraphError> {
+        if request.no_store {
+            return self.fetch(access, request, deadline).await;
+        }
         let key = cache_key(access, request);
         if let Some(body) = self.inner.cache.get(&key).await {
             metrics::counter!("graph_cache_hits_total").increment(1);
@@ -242,7 +283,12 @@ impl GraphClient {
             Vec::with_capacity(requests.len());
         let mut misses = Vec::new();
         for (i, request) in requests.iter().enumerate() {
-            match self.inner.cache.get(&cache_key(access, request)).await {
+            let cached = if request.no_store {
+                None
+            } else {
+                self.inner.cache.get(&cache_key(access, request)).await
+            };
+            match cached {
                 Some(body) => {
                     metrics::counter!("graph_cache_hits_total").increment(1);
                     results.push(Some(Ok(body)))
@@ -336,6 +382,31 @@ impl GraphClient {
         .await
     }
 
+    /// A GET Graph answers with a redirect (`…/content` → 302 to the pre-authenticated
+    /// download URL): returns the `Location`, which is not followed here. Never cached:
+    /// the URL is short-lived and a credential.
+    pub async fn get_location(
+        &self,
+        access: &Access,
+        request: &GraphGet,
+        deadline: Instant,
+    ) -> Result<String, GraphError> {
+        let answer = self
+            .send_get(access, request, deadline, async |_| {
+                Err::<String, _>(GraphError::BadResponse(
+                    "a 2xx answer where a redirect to the content was expected".into(),
+                ))
+            })
+            .await;
+        match answer {
+            Err(GraphError::Redirected { location }) if !location.is_empty() => Ok(location),
+            Err(GraphError::Redirected { .. }) => Err(GraphError::BadResponse(
+                "a redirect without a Location".into(),
+            )),
+            other => other,
+        }
+    }
+
     /// One write. Successful writes are never cached; the caller evicts what they made
     /// stale (see [`GraphClient::invalidate_mailbox`]).
     pub async fn write(
@@ -357,9 +428,16 @@ impl GraphClient {
                 if let Some(prefer) = &request.prefer {
                     builder = builder.header("Prefer", prefer);
                 }
-                match &request.body {
-                    Some(body) => builder.json(body),
-                    None => builder,
+                if let Some(etag) = &request.if_match {
+                    builder = builder.header(reqwest::header::IF_MATCH, etag);
+                }
+                match (&request.content, &request.body) {
+                    (Some((bytes, content_type)), _) => builder
+                        .header(reqwest::header::CONTENT_TYPE, content_type)
+                        .body(bytes.clone()),
+                    (None, Some(body)) => builder.json(body),
+                    // Graph wants a length on bodiless POSTs (411 otherwise).
+                    (None, None) => builder.header(reqwest::header::CONTENT_LENGTH, "0"),
                 }
             },
             read_reply,
@@ -430,6 +508,116 @@ impl GraphClient {
             }
             tokio::time::sleep(delay).await;
             attempt += 1;
+        }
+    }
+
+    /// A request without the Graph token to a pre-authenticated transfer URL Graph handed
+    /// out (an upload session's status or cancel, a copy's monitor): only to allowed
+    /// hosts; retried when it certainly did not arrive. `Ok` also for non-2xx answers
+    /// the caller interprets (a monitor's 202, a vanished session's 404), as a reply.
+    pub async fn transfer(
+        &self,
+        method: reqwest::Method,
+        link: &str,
+        deadline: Instant,
+    ) -> Result<GraphReply, GraphError> {
+        self.check_transfer_url(link)?;
+        let settings = &self.inner.retry;
+        let mut attempt = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(GraphError::Timeout);
+            }
+            let sent = self
+                .inner
+                .http
+                .request(method.clone(), link)
+                .header(reqwest::header::CONTENT_LENGTH, "0")
+                .timeout(remaining.min(self.inner.timeout))
+                .send()
+                .await;
+            let error = match sent.map_err(transport_error) {
+                Ok(response) if response.status().is_success() || response.status() == 404 => {
+                    return read_reply(response).await;
+                }
+                Ok(response) => match check_status(response).await {
+                    Ok(response) => return read_reply(response).await,
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            let Some(delay) = retry_delay(&error, attempt, settings, Idempotency::Idempotent)
+            else {
+                return Err(error);
+            };
+            if attempt >= settings.max_retries || Instant::now() + delay >= deadline {
+                return Err(error.with_retry_after(delay));
+            }
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// Opens a pre-authenticated download URL (from `…/content`'s redirect) without the
+    /// Graph token, forwarding a `Range`; only to allowed hosts. The body is left unread
+    /// for the caller to stream. A 416 comes back as an error with status 416.
+    pub async fn download(
+        &self,
+        link: &str,
+        range: Option<&str>,
+        deadline: Instant,
+    ) -> Result<reqwest::Response, GraphError> {
+        self.check_transfer_url(link)?;
+        let settings = &self.inner.retry;
+        let mut attempt = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(GraphError::Timeout);
+            }
+            let mut request = self.inner.http.get(link);
+            if let Some(range) = range {
+                request = request.header(reqwest::header::RANGE, range);
+            }
+            // Only the wait for the headers is bounded here; the body streams as long as
+            // the caller's transfer deadline allows.
+            let sent = match tokio::time::timeout(remaining.min(self.inner.timeout), request.send())
+                .await
+            {
+                Ok(sent) => sent.map_err(transport_error),
+                Err(_) => Err(GraphError::Timeout),
+            };
+            let error = match sent {
+                Ok(response) => match check_status(response).await {
+                    Ok(response) => return Ok(response),
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            let Some(delay) = retry_delay(&error, attempt, settings, Idempotency::Idempotent)
+            else {
+                return Err(error);
+            };
+            if attempt >= settings.max_retries || Instant::now() + delay >= deadline {
+                return Err(error.with_retry_after(delay));
+            }
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// Evicts every cached answer about files (drives, items, children, site libraries),
+    /// whoever fetched it, after a write through the gateway. Coarse on purpose: one drive
+    /// is reachable under several URLs (`/drives/{id}`, `/users/{id}/drive`,
+    /// `/sites/{id}/drive`), and writes are rare next to reads.
+    pub fn invalidate_files(&self) {
+        let result = self.inner.cache.invalidate_entries_if(|key, _| {
+            let url = key.rsplit('\n').next().unwrap_or_default();
+            is_file_url(url.split('?').next().unwrap_or_default())
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cache invalidation refused");
         }
     }
 
@@ -593,10 +781,12 @@ impl GraphClient {
             };
             if (200..300).contains(&item.status) {
                 let body = Bytes::from(body);
-                self.inner
-                    .cache
-                    .insert(cache_key(access, request), body.clone())
-                    .await;
+                if !request.no_store {
+                    self.inner
+                        .cache
+                        .insert(cache_key(access, request), body.clone())
+                        .await;
+                }
                 out.push(Ok(body));
             } else {
                 let route = crate::telemetry::graph_route(&request.url);
@@ -801,11 +991,28 @@ fn transfer_url_allowed(graph_base: &str, hosts: &[String], link: &str) -> bool 
     same_as_graph || listed
 }
 
+/// A Graph path about files: `/drives/…`, or anything with a `drive` / `drives` segment.
+fn is_file_url(path: &str) -> bool {
+    path.starts_with("/drives/")
+        || path
+            .split('/')
+            .any(|segment| segment == "drive" || segment == "drives")
+}
+
 /// A non-2xx answer as a typed error (its body read); a 2xx answer untouched.
 async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, GraphError> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
+    }
+    if status.is_redirection() {
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        return Err(GraphError::Redirected { location });
     }
     let header = |name: &str| {
         response
@@ -884,6 +1091,27 @@ fn cache_key(access: &Access, request: &GraphGet) -> String {
 #[cfg(test)]
 mod tests {
     use super::transfer_url_allowed;
+
+    #[test]
+    fn file_urls_are_recognised_however_the_drive_is_named() {
+        use super::is_file_url;
+        for yes in [
+            "/drives/b!x/items/1",
+            "/users/u/drive",
+            "/users/u/drive/root:/a%20b:/children",
+            "/sites/h,1,2/drives",
+            "/sites/h:/sites/x:/drive/root",
+        ] {
+            assert!(is_file_url(yes), "{yes}");
+        }
+        for no in [
+            "/users/u",
+            "/users/u/messages",
+            "/users/drive-team@x/manager",
+        ] {
+            assert!(!is_file_url(no), "{no}");
+        }
+    }
 
     #[test]
     fn upload_urls_are_followed_only_to_graph_or_allowed_https_hosts() {

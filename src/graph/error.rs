@@ -45,6 +45,10 @@ pub enum GraphError {
     Refused(String),
     #[error("no Graph token: {0}")]
     Token(#[from] IdentityError),
+    /// Graph answered with a redirect (a file's `…/content`): `location` is where it points,
+    /// often a pre-authenticated URL, so it is never part of the message.
+    #[error("Graph answered with a redirect")]
+    Redirected { location: String },
 }
 
 impl GraphError {

@@ -407,3 +407,130 @@ pub struct FreeBusyError {
     pub message: Option<String>,
     pub response_code: Option<String>,
 }
+
+/// `microsoft.graph.identity` (a user, application or device in an identity set).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    pub id: Option<String>,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// `microsoft.graph.identitySet`: who did something (`createdBy`, `lastModifiedBy`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentitySet {
+    pub user: Option<Identity>,
+    pub application: Option<Identity>,
+    pub device: Option<Identity>,
+}
+
+/// `microsoft.graph.quota` of a drive.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quota {
+    pub total: Option<i64>,
+    pub used: Option<i64>,
+    pub remaining: Option<i64>,
+    pub deleted: Option<i64>,
+    pub state: Option<String>,
+}
+
+/// `microsoft.graph.drive`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Drive {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub drive_type: Option<String>,
+    pub web_url: Option<String>,
+    pub created_date_time: Option<String>,
+    pub last_modified_date_time: Option<String>,
+    pub owner: Option<IdentitySet>,
+    pub quota: Option<Quota>,
+}
+
+/// `microsoft.graph.itemReference`: where an item lives.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemReference {
+    pub drive_id: Option<String>,
+    pub drive_type: Option<String>,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub path: Option<String>,
+    pub site_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hashes {
+    pub quick_xor_hash: Option<String>,
+    pub sha1_hash: Option<String>,
+    pub sha256_hash: Option<String>,
+    pub crc32_hash: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileFacet {
+    pub mime_type: Option<String>,
+    pub hashes: Option<Hashes>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FolderFacet {
+    pub child_count: Option<u64>,
+}
+
+/// `microsoft.graph.driveItem` (a file or a folder).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriveItem {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub size: Option<i64>,
+    pub e_tag: Option<String>,
+    pub c_tag: Option<String>,
+    pub web_url: Option<String>,
+    pub created_date_time: Option<String>,
+    pub last_modified_date_time: Option<String>,
+    pub created_by: Option<IdentitySet>,
+    pub last_modified_by: Option<IdentitySet>,
+    pub parent_reference: Option<ItemReference>,
+    pub file: Option<FileFacet>,
+    pub folder: Option<FolderFacet>,
+    /// Present (empty) on a drive's root folder.
+    pub root: Option<Value>,
+    /// Present in delta answers for items deleted since the token.
+    pub deleted: Option<Value>,
+    /// A pre-authenticated, short-lived URL: a credential. Never handed to callers.
+    #[serde(rename = "@microsoft.graph.downloadUrl")]
+    pub download_url: Option<String>,
+}
+
+/// `microsoft.graph.site`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Site {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub web_url: Option<String>,
+    pub created_date_time: Option<String>,
+    pub last_modified_date_time: Option<String>,
+}
+
+/// The status a long-running action's monitor URL reports (`copy`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AsyncJobStatus {
+    pub status: Option<String>,
+    pub percentage_complete: Option<f64>,
+    pub resource_id: Option<String>,
+    pub error: Option<Value>,
+}

@@ -28,6 +28,10 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'[')
     .add(b']');
 
+/// Inside a path-addressed segment (`root:/a/b:`) a `:` would end the path, so it is
+/// escaped too.
+const PATH_SEGMENT: &AsciiSet = &SEGMENT.add(b':');
+
 /// Characters escaped inside a query value: the separators of the query itself.
 const QUERY_VALUE: &AsciiSet = &CONTROLS
     .add(b' ')
@@ -87,6 +91,33 @@ impl GraphUrl {
         self.path.push('/');
         self.path
             .extend(utf8_percent_encode(id, SEGMENT).map(|s| s.to_owned()));
+        Ok(self)
+    }
+
+    /// Appends path-based addressing: `/{anchor}:/{seg}/{seg}:` (`root:/Reports/q1.pdf:`,
+    /// or a site's `host:/sites/finance:`). Every segment is encoded on its own, `:`
+    /// included; empty, `.` and `..` segments are refused. No segments: `/{anchor}`.
+    pub fn item_path(mut self, anchor: &str, segments: &[&str]) -> Result<Self, UrlError> {
+        check_text("path", anchor)?;
+        self.path.push('/');
+        self.path
+            .extend(utf8_percent_encode(anchor, PATH_SEGMENT).map(|s| s.to_owned()));
+        if segments.is_empty() {
+            return Ok(self);
+        }
+        self.path.push(':');
+        for segment in segments {
+            check_text("path", segment)?;
+            if segment.is_empty() || *segment == "." || *segment == ".." || segment.len() > 400 {
+                return Err(UrlError(
+                    "a path segment must be 1 to 400 characters and not '.' or '..'".into(),
+                ));
+            }
+            self.path.push('/');
+            self.path
+                .extend(utf8_percent_encode(segment, PATH_SEGMENT).map(|s| s.to_owned()));
+        }
+        self.path.push(':');
         Ok(self)
     }
 
@@ -193,6 +224,30 @@ mod tests {
         assert!(GraphUrl::root("users").id("..").is_err());
         assert!(GraphUrl::root("users").id("").is_err());
         assert!(odata_string("x\0").is_err());
+    }
+
+    #[test]
+    fn path_addressing_encodes_each_segment_and_refuses_dot_segments() {
+        let url = GraphUrl::root("drives")
+            .id("b!x")
+            .unwrap()
+            .item_path("root", &["Q1 reports", "a:b#c?.pdf"])
+            .unwrap()
+            .then("content");
+        assert_eq!(
+            url.to_string(),
+            "/drives/b!x/root:/Q1%20reports/a%3Ab%23c%3F.pdf:/content"
+        );
+        assert_eq!(
+            GraphUrl::root("sites")
+                .item_path("contoso.sharepoint.com", &["sites", "finance"])
+                .unwrap()
+                .to_string(),
+            "/sites/contoso.sharepoint.com:/sites/finance:"
+        );
+        for bad in [&["..", "x"][..], &["a", ""][..], &["a\nb"][..]] {
+            assert!(GraphUrl::root("drives").item_path("root", bad).is_err());
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `extensions.code`.
 
 mod calendar;
+mod files;
 pub mod graphiql;
 mod mail;
 mod types;
@@ -23,11 +24,16 @@ pub struct Query(
     types::DirectoryQuery,
     mail::MailQuery,
     calendar::CalendarQuery,
+    files::FilesQuery,
 );
 
 /// The root mutation type.
 #[derive(MergedObject, Default)]
-pub struct Mutation(mail::MailMutation, calendar::CalendarMutation);
+pub struct Mutation(
+    mail::MailMutation,
+    calendar::CalendarMutation,
+    files::FilesMutation,
+);
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -320,6 +320,11 @@ impl User {
         super::mail::message(ctx, &self.id, &id).await
     }
 
+    /// The user's OneDrive.
+    async fn drive(&self, ctx: &Context<'_>) -> async_graphql::Result<super::files::DriveNode> {
+        super::files::user_drive(ctx, &self.id).await
+    }
+
     /// The user's calendars.
     async fn calendars(
         &self,

@@ -261,9 +261,22 @@ pub async fn list_attachments(
 
 /// `Content-Disposition: attachment` with the name as RFC 6266 / RFC 5987 `filename*`, so
 /// a hostile name (quotes, CR/LF) can never break out of the header.
-fn content_disposition(name: &str) -> HeaderValue {
-    let encoded =
-        percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string();
+pub(super) fn content_disposition(name: &str) -> HeaderValue {
+    // RFC 5987 `attr-char`: letters, digits and `!#$&+-.^_`|~` stay as they are.
+    const NOT_ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'!')
+        .remove(b'#')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'+')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'^')
+        .remove(b'_')
+        .remove(b'`')
+        .remove(b'|')
+        .remove(b'~');
+    let encoded = percent_encoding::utf8_percent_encode(name, NOT_ATTR_CHAR).to_string();
     HeaderValue::from_str(&format!("attachment; filename*=UTF-8''{encoded}"))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }

@@ -4,6 +4,7 @@
 mod calendar;
 pub mod connect;
 mod directory;
+pub(crate) mod files;
 mod mail;
 
 use axum::extract::{FromRequestParts, Request};
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
             directory::router()
                 .merge(mail::router())
                 .merge(calendar::router())
+                .merge(files::router())
                 .merge(connect::api_router())
                 .fallback(|| async {
                     ApiError::from(ServiceError::NotFound("no such route".into()))
@@ -46,7 +48,7 @@ pub fn openapi_yaml() -> String {
 #[openapi(
     info(
         title = "m365-gateway REST API",
-        description = "Microsoft 365 through one door: directory (users, managers, reports, groups), mail, calendar and contacts. \
+        description = "Microsoft 365 through one door: directory (users, managers, reports, groups), mail, calendar, contacts and files (OneDrive, SharePoint). \
                        Every route needs `Authorization: Bearer <token>`; errors share one body shape.",
         version = "1"
     ),
@@ -94,6 +96,23 @@ pub fn openapi_yaml() -> String {
         calendar::update_contact,
         calendar::delete_contact,
         calendar::list_contact_folders,
+        files::search_sites,
+        files::get_site,
+        files::get_drive,
+        files::get_root,
+        files::get_item,
+        files::list_root_children,
+        files::list_children,
+        files::get_by_path,
+        files::upload,
+        files::download,
+        files::download_link,
+        files::create_root_folder,
+        files::create_folder,
+        files::update_item,
+        files::delete_item,
+        files::copy_item,
+        files::drive_delta,
         connect::list_connections,
         connect::create_connect_link,
         connect::revoke_connection,
@@ -183,7 +202,8 @@ pub struct ErrorDetail {
     /// Stable code: UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, BAD_USER_INPUT, CLAIMS_CHALLENGE,
     /// CONSENT_REQUIRED, RECONNECT_REQUIRED, UPSTREAM_THROTTLED, UPSTREAM_ERROR,
     /// UPSTREAM_TIMEOUT, UPSTREAM_TIMEOUT_UNKNOWN_OUTCOME, UPSTREAM_BAD_RESPONSE, SYNC_RESET,
-    /// UNAVAILABLE, INTERNAL, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, TIMEOUT.
+    /// UNAVAILABLE, INTERNAL, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, TIMEOUT, CONFLICT,
+    /// PRECONDITION_FAILED, INSUFFICIENT_STORAGE, RANGE_NOT_SATISFIABLE.
     code: String,
     message: String,
     /// The `x-request-id` of the request, for support.
@@ -255,6 +275,10 @@ pub(crate) fn status_of(error: &ServiceError) -> StatusCode {
         ServiceError::UpstreamOutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
         ServiceError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         ServiceError::SyncReset(_) => StatusCode::GONE,
+        ServiceError::Conflict(_) => StatusCode::CONFLICT,
+        ServiceError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+        ServiceError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+        ServiceError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
         ServiceError::UpstreamBadResponse => StatusCode::BAD_GATEWAY,
         ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -314,6 +338,11 @@ async fn render_errors(request: Request, next: Next) -> Response {
                     rendered
                         .headers_mut()
                         .insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            ServiceError::RangeNotSatisfiable { size: Some(size) } => {
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    rendered.headers_mut().insert(header::CONTENT_RANGE, value);
                 }
             }
             ServiceError::UpstreamThrottled {
@@ -382,23 +411,41 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let auth = state.auth.load_full();
-        match auth.authenticate(&parts.headers).await {
-            Ok(caller) => Ok(Authenticated(
-                Session::open_with_timeout(
-                    &state.services,
-                    caller,
-                    requested_timeout(&parts.headers),
-                )
+        let caller = caller_of(parts, state).await?;
+        Ok(Authenticated(
+            Session::open_with_timeout(&state.services, caller, requested_timeout(&parts.headers))
                 .await?,
-            )),
-            Err(AuthError::Duplicate) => {
-                Err(ServiceError::BadInput("send exactly one Authorization header".into()).into())
-            }
-            Err(reason) => {
-                tracing::debug!(%reason, "REST request refused");
-                Err(ApiError::unauthenticated(&reason))
-            }
+        ))
+    }
+}
+
+/// As [`Authenticated`], for a file upload: the session may last `files.transfer_timeout`.
+pub struct AuthenticatedTransfer(pub Session);
+
+impl FromRequestParts<AppState> for AuthenticatedTransfer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = caller_of(parts, state).await?;
+        Ok(AuthenticatedTransfer(
+            Session::open_for_transfer(&state.services, caller).await?,
+        ))
+    }
+}
+
+async fn caller_of(parts: &Parts, state: &AppState) -> Result<crate::auth::Caller, ApiError> {
+    let auth = state.auth.load_full();
+    match auth.authenticate(&parts.headers).await {
+        Ok(caller) => Ok(caller),
+        Err(AuthError::Duplicate) => {
+            Err(ServiceError::BadInput("send exactly one Authorization header".into()).into())
+        }
+        Err(reason) => {
+            tracing::debug!(%reason, "REST request refused");
+            Err(ApiError::unauthenticated(&reason))
         }
     }
 }
@@ -464,6 +511,10 @@ mod tests {
             (ServiceError::UpstreamOutcomeUnknown, 504),
             (ServiceError::PayloadTooLarge("x".into()), 413),
             (ServiceError::SyncReset("x".into()), 410),
+            (ServiceError::Conflict("x".into()), 409),
+            (ServiceError::PreconditionFailed("x".into()), 412),
+            (ServiceError::InsufficientStorage("x".into()), 507),
+            (ServiceError::RangeNotSatisfiable { size: None }, 416),
             (ServiceError::UpstreamBadResponse, 502),
             (ServiceError::Unavailable("x".into()), 503),
             (ServiceError::Internal, 500),

@@ -274,6 +274,30 @@ impl Session {
         self.adopt(user, select)
     }
 
+    /// The directory user with this object id (who created or changed a file), or `None`
+    /// when the caller may not see users or this user, or the user no longer exists.
+    /// Batched with the request's other lookups.
+    pub async fn user_if_visible(
+        &self,
+        id: &str,
+        select: &UserSelect,
+    ) -> Result<Option<User>, ServiceError> {
+        if !self.caller.may("users.read") || !crate::config::is_guid(id) {
+            return Ok(None);
+        }
+        let target = match self.resolve_user(id) {
+            Ok(target) => target,
+            Err(ServiceError::Forbidden(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let url = select.apply(GraphUrl::root("users").id(&target)?);
+        match self.get_json::<models::User>(GraphGet::new(url)).await {
+            Ok(user) => self.adopt(user, select).map(Some),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(self.upstream(e, &format!("user '{id}'"))),
+        }
+    }
+
     /// The directory user with this mail address (a message's sender), or `None` when the
     /// address is outside the tenant or outside what the caller may see: senders the
     /// caller may not address are simply not resolved, at no Graph cost.

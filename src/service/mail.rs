@@ -5,12 +5,10 @@
 //! shared mailboxes work the same way) and checked against the caller's resources before
 //! any cache lookup or Graph call.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::paging::check_first;
+use super::paging::{check_first, decode_delta_token};
 use super::{Page, ServiceError, Session};
 use crate::graph::models;
 use crate::graph::{GraphGet, GraphUrl, odata_string};
@@ -537,13 +535,6 @@ pub struct MessageDelta {
     pub has_more: bool,
 }
 
-/// What a gateway delta token holds: the Graph link to continue from, bound to its folder.
-#[derive(Serialize, Deserialize)]
-struct DeltaState {
-    /// Relative Graph URL (a nextLink or deltaLink).
-    u: String,
-}
-
 /// Largest delta page asked of Graph.
 pub const MAX_DELTA_PAGE: usize = 200;
 
@@ -784,7 +775,7 @@ impl Session {
         let path = base.path().to_owned();
         let url = match token {
             None => select.apply(base).to_string(),
-            Some(token) => decode_delta_token(token, &path)?,
+            Some(token) => decode_delta_token(token, &path, "folder")?,
         };
         let what = format!("changes of folder '{folder}'");
         let prefer = format!(
@@ -805,18 +796,12 @@ impl Session {
                 tracing::warn!(error = %e, "unusable delta page");
                 ServiceError::UpstreamBadResponse
             })?;
-        let link = page
-            .next_link
-            .as_deref()
-            .or(page.delta_link.as_deref())
-            .ok_or(ServiceError::UpstreamBadResponse)?;
-        let next = self
-            .graph()
-            .relative_link(link)
-            .map_err(|e| self.upstream(e, &what))?;
-        if !super::paging::same_path(next.split('?').next().unwrap_or_default(), &path) {
-            return Err(ServiceError::UpstreamBadResponse);
-        }
+        let delta_token = self.next_delta_token(
+            page.next_link.as_deref(),
+            page.delta_link.as_deref(),
+            &path,
+            &what,
+        )?;
         let mut changed = Vec::new();
         let mut removed = Vec::new();
         for m in page.value {
@@ -829,29 +814,10 @@ impl Session {
         Ok(MessageDelta {
             changed,
             removed,
-            delta_token: URL_SAFE_NO_PAD
-                .encode(serde_json::to_vec(&DeltaState { u: next }).unwrap_or_default()),
+            delta_token,
             has_more: page.next_link.is_some(),
         })
     }
-}
-
-/// A caller's delta token back to the Graph link, only for the folder it was issued for.
-fn decode_delta_token(token: &str, expected_path: &str) -> Result<String, ServiceError> {
-    let bad = || ServiceError::BadInput("the delta token is not valid for this folder".into());
-    if token.len() > 8192 {
-        return Err(bad());
-    }
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let state: DeltaState = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    let path = state.u.split('?').next().unwrap_or_default();
-    if !state.u.starts_with('/')
-        || state.u.chars().any(char::is_control)
-        || !super::paging::same_path(path, expected_path)
-    {
-        return Err(bad());
-    }
-    Ok(state.u)
 }
 
 #[cfg(test)]
@@ -946,14 +912,5 @@ mod tests {
         );
         assert!(message_search("  ").is_err());
         assert!(message_search("a\nb").is_err());
-    }
-
-    #[test]
-    fn a_delta_token_only_works_for_its_folder() {
-        let token = URL_SAFE_NO_PAD
-            .encode(br#"{"u":"/users/u1/mailFolders/inbox/messages/delta?$deltatoken=abc"}"#);
-        assert!(decode_delta_token(&token, "/users/u1/mailFolders/inbox/messages/delta").is_ok());
-        assert!(decode_delta_token(&token, "/users/u2/mailFolders/inbox/messages/delta").is_err());
-        assert!(decode_delta_token("!!", "/x").is_err());
     }
 }

@@ -6,6 +6,9 @@ pub mod calendar;
 pub mod connect;
 pub mod contacts;
 pub mod directory;
+pub mod files;
+pub mod files_transfer;
+pub mod links;
 pub mod mail;
 pub mod mail_send;
 mod paging;
@@ -69,6 +72,19 @@ pub enum ServiceError {
     /// A delta token Graph no longer knows: the caller must start a full sync again.
     #[error("{0}")]
     SyncReset(String),
+    /// The name is taken (conflict behaviour `fail`), or the item changed in a way that
+    /// conflicts with the request.
+    #[error("{0}")]
+    Conflict(String),
+    /// `If-Match` named an eTag the item no longer has.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// The drive is full (Graph 507).
+    #[error("{0}")]
+    InsufficientStorage(String),
+    /// A byte range outside the file; `size` is the file's length when known.
+    #[error("the requested range is outside the file")]
+    RangeNotSatisfiable { size: Option<u64> },
     #[error("Microsoft Graph sent an answer the gateway cannot use")]
     UpstreamBadResponse,
     #[error("{0}")]
@@ -94,6 +110,10 @@ impl ServiceError {
             ServiceError::UpstreamOutcomeUnknown => "UPSTREAM_TIMEOUT_UNKNOWN_OUTCOME",
             ServiceError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ServiceError::SyncReset(_) => "SYNC_RESET",
+            ServiceError::Conflict(_) => "CONFLICT",
+            ServiceError::PreconditionFailed(_) => "PRECONDITION_FAILED",
+            ServiceError::InsufficientStorage(_) => "INSUFFICIENT_STORAGE",
+            ServiceError::RangeNotSatisfiable { .. } => "RANGE_NOT_SATISFIABLE",
             ServiceError::UpstreamBadResponse => "UPSTREAM_BAD_RESPONSE",
             ServiceError::Unavailable(_) => "UNAVAILABLE",
             ServiceError::Internal => "INTERNAL",
@@ -117,6 +137,16 @@ impl ServiceError {
             }
             GraphError::Api { status: 410, .. } => ServiceError::SyncReset(format!(
                 "the sync state of {what} expired; start over without a token"
+            )),
+            GraphError::Api { status: 409, .. } => {
+                ServiceError::Conflict(format!("{what} conflicts with an existing item"))
+            }
+            GraphError::Api { status: 412, .. } => ServiceError::PreconditionFailed(format!(
+                "{what} has changed since the eTag given in If-Match"
+            )),
+            GraphError::Api { status: 416, .. } => ServiceError::RangeNotSatisfiable { size: None },
+            GraphError::Api { status: 507, .. } => ServiceError::InsufficientStorage(format!(
+                "there is not enough storage left for {what}"
             )),
             GraphError::Api {
                 status: 413, code, ..
@@ -206,6 +236,9 @@ pub struct Services {
     pub public_url: Url,
     /// Longest time a request may take; its Graph calls never wait past it.
     pub request_timeout: Duration,
+    /// Seals and opens gateway download links.
+    pub links: Arc<links::LinkSealer>,
+    pub files: files_transfer::FileSettings,
 }
 
 /// One inbound request's view of the services: who calls, as which Graph identity, with
@@ -240,6 +273,23 @@ impl Session {
         let timeout = timeout
             .map(|t| t.min(services.request_timeout))
             .unwrap_or(services.request_timeout);
+        Self::open_until(services, caller, timeout).await
+    }
+
+    /// As [`Session::open`], for a file upload or download: its Graph calls may take up
+    /// to `files.transfer_timeout` instead of the usual request timeout.
+    pub async fn open_for_transfer(
+        services: &Services,
+        caller: Caller,
+    ) -> Result<Self, ServiceError> {
+        Self::open_until(services, caller, services.files.transfer_timeout).await
+    }
+
+    async fn open_until(
+        services: &Services,
+        caller: Caller,
+        timeout: Duration,
+    ) -> Result<Self, ServiceError> {
         let deadline = std::time::Instant::now() + timeout;
         let tokens = services.graph.tokens();
         let scopes = graph_scope_string(&caller.scopes);
@@ -458,7 +508,11 @@ mod tests {
             (GraphError::Interrupted("reset".into()), "UPSTREAM_ERROR"),
             (api(403, "Authorization_RequestDenied"), "UPSTREAM_ERROR"),
             (api(401, "InvalidAuthenticationToken"), "UPSTREAM_ERROR"),
-            (api(409, "Conflict"), "UPSTREAM_ERROR"),
+            (api(409, "nameAlreadyExists"), "CONFLICT"),
+            (api(412, "preconditionFailed"), "PRECONDITION_FAILED"),
+            (api(416, "invalidRange"), "RANGE_NOT_SATISFIABLE"),
+            (api(507, "quotaLimitReached"), "INSUFFICIENT_STORAGE"),
+            (api(418, "Teapot"), "UPSTREAM_ERROR"),
             (
                 GraphError::Token(IdentityError::Refused {
                     error: "invalid_client".into(),

@@ -77,6 +77,71 @@ pub(super) fn same_path(a: &str, b: &str) -> bool {
     percent_decode_str(a).decode_utf8_lossy() == percent_decode_str(b).decode_utf8_lossy()
 }
 
+/// What a gateway delta token holds: the Graph link to continue from (a nextLink or
+/// deltaLink, relative to the Graph root), bound to the collection it was issued for.
+#[derive(Serialize, Deserialize)]
+struct DeltaState {
+    u: String,
+}
+
+/// Graph writes delta links as `…/delta?token=…` or `…/delta(token='…')`; either form must
+/// stay on the collection (`expected_path`) the token was issued for.
+fn delta_path_matches(link: &str, expected_path: &str) -> bool {
+    let path = link.split('?').next().unwrap_or_default();
+    let path = match path.find("(token=") {
+        Some(at) if path.ends_with(')') => &path[..at],
+        _ => path,
+    };
+    same_path(path, expected_path)
+}
+
+/// A caller's delta token back to the Graph link, only for the collection at
+/// `expected_path` (`what` names it in the error: "folder", "drive").
+pub(super) fn decode_delta_token(
+    token: &str,
+    expected_path: &str,
+    what: &str,
+) -> Result<String, ServiceError> {
+    let bad = || ServiceError::BadInput(format!("the delta token is not valid for this {what}"));
+    if token.len() > 8192 {
+        return Err(bad());
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let state: DeltaState = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if !state.u.starts_with('/')
+        || state.u.chars().any(char::is_control)
+        || !delta_path_matches(&state.u, expected_path)
+    {
+        return Err(bad());
+    }
+    Ok(state.u)
+}
+
+impl Session {
+    /// The caller's token for what follows a delta page: Graph's nextLink (more now) or
+    /// deltaLink (changes later), checked to stay on the collection at `expected_path`.
+    pub(super) fn next_delta_token(
+        &self,
+        next_link: Option<&str>,
+        delta_link: Option<&str>,
+        expected_path: &str,
+        what: &str,
+    ) -> Result<String, ServiceError> {
+        let link = next_link
+            .or(delta_link)
+            .ok_or(ServiceError::UpstreamBadResponse)?;
+        let next = self
+            .graph()
+            .relative_link(link)
+            .map_err(|e| self.upstream(e, what))?;
+        if !delta_path_matches(&next, expected_path) {
+            tracing::warn!("a delta link for another collection");
+            return Err(ServiceError::UpstreamBadResponse);
+        }
+        Ok(URL_SAFE_NO_PAD.encode(serde_json::to_vec(&DeltaState { u: next }).unwrap_or_default()))
+    }
+}
+
 /// One page of a connection.
 #[derive(Debug)]
 pub struct Page<T> {
@@ -117,6 +182,7 @@ impl Session {
         // `Prefer` (body format, time zone) comes from this request's arguments, never from
         // the cursor, so a crafted cursor cannot add preferences.
         let prefer = start.prefer.clone();
+        let no_store = start.no_store;
         let mut cursor = match after {
             Some(text) => Cursor::decode(text, expected_path)?,
             None => Cursor {
@@ -138,7 +204,8 @@ impl Session {
             has_next = false;
             let request = GraphGet::new(&cursor.url)
                 .eventual(cursor.eventual)
-                .prefer(prefer.as_deref());
+                .prefer(prefer.as_deref())
+                .no_store(no_store);
             let page: Collection<T> = self
                 .get_json(request)
                 .await
@@ -192,6 +259,42 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delta_token_only_works_for_its_collection_in_either_link_form() {
+        for link in [
+            "/drives/d1/root/delta?token=abc",
+            "/drives/d1/root/delta(token='abc')",
+        ] {
+            let token = URL_SAFE_NO_PAD.encode(json_of(link));
+            assert!(decode_delta_token(&token, "/drives/d1/root/delta", "drive").is_ok());
+            assert!(decode_delta_token(&token, "/drives/d2/root/delta", "drive").is_err());
+        }
+        let token = URL_SAFE_NO_PAD.encode(json_of(
+            "/users/u1/mailFolders/inbox/messages/delta?$deltatoken=abc",
+        ));
+        assert!(
+            decode_delta_token(
+                &token,
+                "/users/u1/mailFolders/inbox/messages/delta",
+                "folder"
+            )
+            .is_ok()
+        );
+        assert!(
+            decode_delta_token(
+                &token,
+                "/users/u2/mailFolders/inbox/messages/delta",
+                "folder"
+            )
+            .is_err()
+        );
+        assert!(decode_delta_token("!!", "/x", "folder").is_err());
+    }
+
+    fn json_of(link: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({ "u": link })).unwrap()
+    }
 
     #[test]
     fn a_cursor_round_trips_for_its_own_collection_only() {

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 
-use crate::auth::Resources;
+use crate::auth::{Resources, SiteResources};
 use crate::config::is_guid;
 use crate::graph::models::Collection;
 use crate::graph::{GraphClient, GraphError, GraphGet, GraphUrl, odata_string};
@@ -76,11 +76,24 @@ impl Resolved {
     }
 }
 
+/// The sites and drives a caller limited in users or sites may address.
+#[derive(Debug, Default)]
+struct FileScope {
+    /// Lower-case site id or `host:/path` as configured → canonical site id.
+    sites: HashMap<String, String>,
+    /// Lower-case ids of the drives of the allowed users and sites.
+    drives: HashSet<String>,
+}
+
+/// Most users whose OneDrive ids are resolved for one caller (one `$batch` item each).
+const MAX_USER_DRIVES: usize = 5000;
+
 pub struct PolicyResolver {
     graph: GraphClient,
     /// The gateway's app identity: policy is resolved by the gateway, not by the caller.
     access: Access,
     index: RwLock<HashMap<String, Arc<Resolved>>>,
+    files: RwLock<HashMap<String, Arc<FileScope>>>,
 }
 
 impl PolicyResolver {
@@ -90,6 +103,7 @@ impl PolicyResolver {
             graph,
             access,
             index: RwLock::new(HashMap::new()),
+            files: RwLock::new(HashMap::new()),
         }
     }
 
@@ -151,9 +165,152 @@ impl PolicyResolver {
         *self.index.write().expect("policy lock") = fresh;
     }
 
+    /// Checks a site reference (site id or `host:/path`) for `caller`; the canonical site
+    /// id to use upstream when the caller's sites are listed.
+    pub fn check_site(&self, caller: &str, sites: &SiteResources, site: &str) -> Decision {
+        if sites.is_all() {
+            return Decision::Allowed(site.to_owned());
+        }
+        let files = self.files.read().expect("policy lock");
+        let Some(scope) = files.get(caller) else {
+            return Decision::NotReady;
+        };
+        let key = site.trim_end_matches('/').to_ascii_lowercase();
+        match scope.sites.get(&key) {
+            Some(id) => Decision::Allowed(id.clone()),
+            None => Decision::Denied,
+        }
+    }
+
+    /// Checks a drive addressed by its Graph id. Callers limited in users or sites may
+    /// address by id only the drives of the users and sites in their lists.
+    pub fn check_drive(
+        &self,
+        caller: &str,
+        resources: &Resources,
+        sites: &SiteResources,
+        drive: &str,
+    ) -> Decision {
+        if resources.is_all() && sites.is_all() {
+            return Decision::Allowed(drive.to_owned());
+        }
+        let files = self.files.read().expect("policy lock");
+        let Some(scope) = files.get(caller) else {
+            return Decision::NotReady;
+        };
+        if scope.drives.contains(&drive.to_ascii_lowercase()) {
+            Decision::Allowed(drive.to_owned())
+        } else {
+            Decision::Denied
+        }
+    }
+
+    /// Resolves the sites and drives of every caller limited in users or sites (after
+    /// [`refresh`](Self::refresh), whose user resolution it uses) and swaps them in.
+    pub async fn refresh_files(&self, callers: &[(String, Arc<Resources>, Arc<SiteResources>)]) {
+        let mut fresh = HashMap::new();
+        for (name, resources, sites) in callers {
+            if resources.is_all() && sites.is_all() {
+                continue;
+            }
+            let users: Vec<String> = match self.index.read().expect("policy lock").get(name) {
+                Some(resolved) => resolved.ids.iter().cloned().collect(),
+                None if resources.is_all() => Vec::new(),
+                None => continue,
+            };
+            match self.resolve_files(&users, sites).await {
+                Ok(scope) => {
+                    fresh.insert(name.clone(), Arc::new(scope));
+                }
+                Err(e) => {
+                    tracing::warn!(caller = %name, error = %e, "cannot resolve the caller's sites and drives; keeping the last resolution");
+                    if let Some(previous) = self.files.read().expect("policy lock").get(name) {
+                        fresh.insert(name.clone(), previous.clone());
+                    }
+                }
+            }
+        }
+        *self.files.write().expect("policy lock") = fresh;
+    }
+
+    async fn resolve_files(
+        &self,
+        users: &[String],
+        sites: &SiteResources,
+    ) -> Result<FileScope, GraphError> {
+        #[derive(Deserialize)]
+        struct WithId {
+            id: Option<String>,
+        }
+        let mut scope = FileScope::default();
+        if let SiteResources::Listed(entries) = sites {
+            for entry in entries {
+                let url = site_url(entry)
+                    .map_err(|e| GraphError::Refused(e.0))?
+                    .select(&["id"]);
+                let site: WithId = match self.get(GraphGet::new(url)).await {
+                    Err(e) if e.is_not_found() => {
+                        tracing::warn!(site = %entry, "a policy site does not exist; ignored");
+                        continue;
+                    }
+                    other => other?,
+                };
+                let Some(id) = site.id else { continue };
+                let drives = GraphUrl::root("sites")
+                    .id(&id)
+                    .map_err(|e| GraphError::Refused(e.0))?
+                    .then("drives")
+                    .select(&["id"]);
+                let drives: Collection<WithId> = self.get(GraphGet::new(drives)).await?;
+                scope.drives.extend(
+                    drives
+                        .value
+                        .into_iter()
+                        .filter_map(|d| d.id)
+                        .map(|d| d.to_ascii_lowercase()),
+                );
+                scope.sites.insert(entry.clone(), id.clone());
+                scope.sites.insert(id.to_ascii_lowercase(), id);
+            }
+        }
+        if users.len() > MAX_USER_DRIVES {
+            tracing::warn!(
+                users = users.len(),
+                "too many users to resolve their OneDrive ids; only the first {MAX_USER_DRIVES} may be addressed by drive id"
+            );
+        }
+        let requests: Vec<GraphGet> = users
+            .iter()
+            .take(MAX_USER_DRIVES)
+            .filter_map(|user| {
+                let url = GraphUrl::root("users")
+                    .id(user)
+                    .ok()?
+                    .then("drive")
+                    .select(&["id"]);
+                Some(GraphGet::new(url))
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + RESOLVE_TIMEOUT;
+        for answer in self.graph.get_many(&self.access, &requests, deadline).await {
+            match answer {
+                Ok(body) => {
+                    if let Ok(WithId { id: Some(id) }) = serde_json::from_slice(&body) {
+                        scope.drives.insert(id.to_ascii_lowercase());
+                    }
+                }
+                // A user without a OneDrive (a shared mailbox, a guest) has no drive.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(scope)
+    }
+
     /// Forgets every resolution (a new configuration arrived; resolve again before use).
     pub fn clear(&self) {
         self.index.write().expect("policy lock").clear();
+        self.files.write().expect("policy lock").clear();
     }
 
     async fn resolve(
@@ -238,5 +395,20 @@ impl PolicyResolver {
         let deadline = std::time::Instant::now() + RESOLVE_TIMEOUT;
         let body = self.graph.get(&self.access, &request, deadline).await?;
         serde_json::from_slice(&body).map_err(|e| GraphError::BadResponse(e.to_string()))
+    }
+}
+
+/// The Graph URL of a site by id (`host,guid,guid`) or `host:/path` (`/sites/host:/path:`).
+pub(crate) fn site_url(site: &str) -> Result<GraphUrl, crate::graph::UrlError> {
+    match site.split_once(":/") {
+        Some((host, path)) => {
+            let segments: Vec<&str> = path
+                .trim_end_matches('/')
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .collect();
+            GraphUrl::root("sites").item_path(host, &segments)
+        }
+        None => GraphUrl::root("sites").id(site),
     }
 }

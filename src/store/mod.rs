@@ -54,6 +54,7 @@ mod migrate;
 mod timestamp;
 
 pub use accounts::{ConnectedAccount, ConnectedAccountInfo, NewConnectedAccount, PendingConnect};
+pub(crate) use cipher::decode_key;
 pub use config::{DEFAULT_MAX_CONNECTIONS, DEFAULT_URL, EncryptionConfig, StoreConfig};
 pub use error::StoreError;
 pub use keyfile::DEV_KEY_ID;

@@ -190,6 +190,7 @@ fn restricted_config(operations: &[&str], user_claim: Option<&str>) -> m365_gate
             operations: operations.iter().map(|s| s.to_string()).collect(),
             resources: vec!["*".into()],
             send_as: Vec::new(),
+            sites: Vec::new(),
             scopes: None,
         },
     );
@@ -315,6 +316,7 @@ async fn rs256_tokens_are_verified_against_the_issuers_jwks() {
             operations: vec!["users.read".into()],
             resources: vec!["*".into()],
             send_as: Vec::new(),
+            sites: Vec::new(),
             scopes: None,
         },
     );

@@ -203,6 +203,11 @@ pub fn real_mode_config_from(
             operations: operations.iter().map(|s| s.to_string()).collect(),
             resources: resources.iter().map(|s| s.to_string()).collect(),
             send_as: Vec::new(),
+            sites: if resources.contains(&"*") {
+                vec!["*".into()]
+            } else {
+                Vec::new()
+            },
             scopes: None,
         },
     );
@@ -282,6 +287,7 @@ pub fn obo_config(emu: &RunningEmulator, operations: &[&str]) -> Config {
             operations: operations.iter().map(|s| s.to_string()).collect(),
             resources: vec!["*".into()],
             send_as: Vec::new(),
+            sites: vec!["*".into()],
             scopes: None,
         },
     );

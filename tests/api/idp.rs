@@ -143,6 +143,7 @@ impl TestIdp {
                 operations: operations.iter().map(|s| s.to_string()).collect(),
                 resources: resources.iter().map(|s| s.to_string()).collect(),
                 send_as: Vec::new(),
+                sites: Vec::new(),
                 scopes: None,
             },
         );

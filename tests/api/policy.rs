@@ -36,6 +36,7 @@ fn config_with(callers: &[(&str, &[&str])]) -> Config {
                 operations: vec!["users.read".into(), "groups.read".into()],
                 resources: resources.iter().map(|s| s.to_string()).collect(),
                 send_as: Vec::new(),
+                sites: Vec::new(),
                 scopes: None,
             },
         );

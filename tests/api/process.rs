@@ -1,0 +1,114 @@
+//! The gateway as its own process (the real binary), configured against an emulator that
+//! runs in the test process: for tests that measure the gateway's own memory.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use graph_emulator::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RunningEmulator};
+
+use crate::helpers::{TEST_ISSUER, TEST_SECRET};
+
+/// A running gateway process; killed, and its directory removed, when dropped.
+pub struct GatewayProcess {
+    child: Child,
+    pub base: String,
+    dir: PathBuf,
+}
+
+impl GatewayProcess {
+    /// Starts the gateway against `emulator` with the test HS256 issuer and `caller` (a TOML
+    /// `[callers.<name>]` section whose issuer is `tests`), and waits until it answers.
+    pub async fn start(emulator: &RunningEmulator, caller: &str) -> GatewayProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("m365gw-proc-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("gateway.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+listen = "127.0.0.1:{port}"
+[log]
+level = "warn"
+[graph]
+base_url = "{graph}"
+authority = "{authority}"
+tenant_id = "{tenant}"
+client_id = "{DEFAULT_CLIENT_ID}"
+client_secret = "{DEFAULT_CLIENT_SECRET}"
+[issuers.tests]
+issuer = "{TEST_ISSUER}"
+audiences = ["m365-gateway"]
+kind = "hs256"
+secret = "{TEST_SECRET}"
+client_claim = "azp"
+{caller}
+"#,
+                graph = emulator.graph_url(),
+                authority = emulator.base_url(),
+                tenant = emulator.emulator.tenant_id(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_m365-gateway"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("M365GW_CONFIG")
+            .env("NO_COLOR", "1")
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let gateway = GatewayProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        while http
+            .get(format!("{}/healthz", gateway.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "gateway did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        gateway
+    }
+
+    /// `VmRSS` (resident now) or `VmHWM` (peak) of the process, in bytes.
+    pub fn memory(&self, field: &str) -> u64 {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kib * 1024
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
