@@ -310,7 +310,7 @@ fn router(config: &Config, state: AppState, dev_token: Option<&str>) -> Router {
             },
         ));
     }
-    router
+    let router = router
         .with_state(state)
         // Innermost first: the timeout must wrap the handler directly (see rust-stack.md §8.3).
         .layer(axum::middleware::from_fn_with_state(
@@ -331,13 +331,77 @@ fn router(config: &Config, state: AppState, dev_token: Option<&str>) -> Router {
         ))
         .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(not_a_file)))
         .layer(CatchPanicLayer::new())
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
             axum::http::header::COOKIE,
         ]))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+    match cors(&config.http) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// CORS for the configured browser origins only (exact matches; never a wildcard).
+/// Preflights are answered here, before any authentication: they carry no token.
+fn cors(http: &crate::config::HttpConfig) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if http.cors_allowed_origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = http
+        .cors_allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                header::IF_MATCH,
+                header::RANGE,
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static(crate::rest::REQUEST_TIMEOUT_HEADER),
+                HeaderName::from_static(crate::auth::ACT_AS_HEADER),
+                // Sent by common GraphQL clients (Apollo's CSRF guard, operation names).
+                HeaderName::from_static("apollo-require-preflight"),
+                HeaderName::from_static("x-apollo-operation-name"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("x-request-id"),
+                header::ETAG,
+                header::CONTENT_RANGE,
+                header::CONTENT_DISPOSITION,
+                header::RETRY_AFTER,
+                header::WWW_AUTHENTICATE,
+            ])
+            .allow_credentials(http.cors_allow_credentials)
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// The span of one inbound request: method and path, without the query string and with
+/// a download link's token hidden (the link is a credential until it expires).
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let path = request.uri().path();
+    let path = match path.strip_prefix("/api/v1/downloads/") {
+        Some(_) => "/api/v1/downloads/…",
+        None => path,
+    };
+    tracing::debug_span!("request", method = %request.method(), path)
 }
 
 /// File content (downloads, attachments) goes out as it is: compressing it would drop

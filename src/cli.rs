@@ -39,6 +39,19 @@ pub enum Command {
     Openapi,
     /// Load and validate a configuration, explain every problem, exit non-zero on error.
     CheckConfig(ConfigArg),
+    /// Ask a running gateway whether it is live (`GET /healthz`); exit 0 if so, 1 if not.
+    /// For container health checks, where no curl is installed.
+    Health(HealthArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HealthArgs {
+    /// The URL to ask.
+    #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+    pub url: String,
+    /// How long to wait for the answer, e.g. 3s.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    pub timeout: Duration,
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -106,6 +119,29 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::CheckConfig(args)) => check_config(args),
+        Some(Command::Health(args)) => health(args),
+    }
+}
+
+fn health(args: HealthArgs) -> ExitCode {
+    let answer = runtime().block_on(async {
+        reqwest::Client::builder()
+            .timeout(args.timeout)
+            .build()?
+            .get(&args.url)
+            .send()
+            .await
+    });
+    match answer {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("unhealthy: {} answered {}", args.url, response.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {}: {}", args.url, e.without_url());
+            ExitCode::FAILURE
+        }
     }
 }
 

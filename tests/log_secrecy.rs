@@ -57,6 +57,42 @@ async fn no_log_line_contains_a_token_or_a_secret() {
         .unwrap();
     assert_eq!(response.status(), 404);
 
+    // Files: Graph's pre-authenticated URLs (`tempauth=`) and the gateway's download links
+    // are credentials too.
+    let response = app
+        .http
+        .put(format!(
+            "{}/api/v1/drives/me/root:/Secrets/a.txt:/content",
+            app.base
+        ))
+        .bearer_auth(&app.token)
+        .body("content")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let data = app
+        .graphql_data(
+            "{ drive(drive: \"me\") { itemByPath(path: \"Secrets/a.txt\") { id downloadUrl } } }",
+        )
+        .await;
+    let link = data["drive"]["itemByPath"]["downloadUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let link_token = link.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(app.http.get(&link).send().await.unwrap().status(), 200);
+    let id = data["drive"]["itemByPath"]["id"].as_str().unwrap();
+    let status = app
+        .http
+        .get(format!("{}/api/v1/drives/me/items/{id}/content", app.base))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+
     // On-behalf-of, including a claims challenge.
     let (emu, obo) = obo_setup(&["users.read"]).await;
     for upn in [graph_emulator::DEMO_USER_UPN, MFA_USER_UPN] {
@@ -77,6 +113,8 @@ async fn no_log_line_contains_a_token_or_a_secret() {
         "client_secret=",
         "assertion=",
         "refresh_token=",
+        "tempauth",
+        &link_token,
     ] {
         if let Some(at) = logs.find(secret) {
             let line = logs[..at].rfind('\n').map(|s| s + 1).unwrap_or(0);

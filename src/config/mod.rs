@@ -126,6 +126,9 @@ pub struct GraphConfig {
     /// may point to, besides the Graph host itself. Only https; the Graph token is never
     /// sent to them.
     pub transfer_hosts: Vec<String>,
+    /// Allow plain http for `base_url` and `authority` on hosts other than loopback: an
+    /// emulator in another container. Refused in production.
+    pub allow_http: bool,
 }
 
 /// Files (OneDrive and SharePoint document libraries).
@@ -226,6 +229,7 @@ impl Default for GraphConfig {
                 "*.1drv.com".to_owned(),
                 "api.onedrive.com".to_owned(),
             ],
+            allow_http: false,
         }
     }
 }
@@ -349,12 +353,20 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Largest bearer token accepted, in bytes (bigger ones are refused before parsing).
     pub max_token_bytes: usize,
+    /// Browser origins (`https://intranet.example.com`, exact: scheme, host and port) whose
+    /// pages may call the gateway. Empty: no CORS headers, browsers refuse cross-origin calls.
+    pub cors_allowed_origins: Vec<String>,
+    /// Let those pages send cookies and HTTP authentication (`Access-Control-Allow-Credentials`).
+    /// Not needed for bearer tokens in `Authorization`.
+    pub cors_allow_credentials: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             body_limit_bytes: 256 * 1024,
+            cors_allowed_origins: Vec::new(),
+            cors_allow_credentials: false,
             upload_limit_bytes: 160 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_token_bytes: 8 * 1024,
@@ -662,8 +674,16 @@ impl Config {
         } else if self.production {
             problems.push("graph.client_id: production = true needs Microsoft credentials (graph.tenant_id, graph.client_id, graph.client_secret); the built-in emulator is for development".to_owned());
         }
-        check_upstream_url("graph.base_url", &g.base_url, &mut problems);
-        check_upstream_url("graph.authority", &g.authority, &mut problems);
+        if g.allow_http && self.production {
+            problems.push(
+                "graph.allow_http: plain http to Graph and Entra ID is refused in production"
+                    .to_owned(),
+            );
+        }
+        if !g.allow_http {
+            check_upstream_url("graph.base_url", &g.base_url, &mut problems);
+            check_upstream_url("graph.authority", &g.authority, &mut problems);
+        }
         if !(1..=20).contains(&g.batch_size) {
             problems.push(format!(
                 "graph.batch_size: must be between 1 and 20 (Graph's $batch limit), got {}",
@@ -697,6 +717,11 @@ impl Config {
         self.store.validate(self.production, &mut problems);
         if self.cache.max_bytes < 1024 * 1024 {
             problems.push("cache.max_bytes: must be at least 1048576 (1 MiB)".to_owned());
+        }
+        for origin in &self.http.cors_allowed_origins {
+            if let Err(reason) = check_origin(origin) {
+                problems.push(format!("http.cors_allowed_origins: '{origin}' {reason}"));
+            }
         }
         if self.http.max_token_bytes < 1024 {
             problems.push("http.max_token_bytes: must be at least 1024".to_owned());
@@ -836,6 +861,28 @@ impl Config {
 }
 
 /// A resource entry: `*`, an object id, a UPN / mail address, or `group:<object id>`.
+/// A browser origin as browsers send it: `scheme://host[:port]`, nothing else. A wildcard
+/// would let any site's scripts call the gateway with a user's token.
+fn check_origin(origin: &str) -> Result<(), &'static str> {
+    if origin.contains('*') {
+        return Err("is a wildcard; list each origin exactly");
+    }
+    let url = Url::parse(origin).map_err(|_| "is not an origin (scheme://host[:port])")?;
+    let exact = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.path() == "/"
+        && !origin.ends_with('/');
+    if exact {
+        Ok(())
+    } else {
+        Err("must be exactly scheme://host[:port], with no path, query or trailing slash")
+    }
+}
+
 fn check_resource(resource: &str) -> Result<(), &'static str> {
     if resource == "*" {
         return Ok(());

@@ -7,6 +7,8 @@ mod config_files;
 mod connected;
 mod contacts;
 mod contracts;
+mod cors;
+mod docker;
 mod efficiency;
 mod files;
 mod files_memory;
