@@ -441,14 +441,32 @@ async fn limit_time(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let limit = if crate::rest::files::is_upload(request.method(), request.uri().path()) {
+    let transfer = crate::rest::files::is_upload(request.method(), request.uri().path())
+        || crate::graphql::is_upload(request.uri().path(), request.headers());
+    let limit = if transfer {
         timeouts.transfer
     } else {
         timeouts.request
     };
+    let graphql = request.uri().path() == "/graphql";
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+        Err(_) => {
+            let message = "the request took longer than the gateway allows";
+            // The error shape of the transport the request was for.
+            let body = if graphql {
+                json!({ "errors": [{ "message": message, "extensions": { "code": "TIMEOUT" } }] })
+            } else {
+                json!({ "error": { "code": "TIMEOUT", "message": message, "request_id": request_id } })
+            };
+            (StatusCode::REQUEST_TIMEOUT, axum::Json(body)).into_response()
+        }
     }
 }
 

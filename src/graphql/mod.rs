@@ -73,8 +73,15 @@ pub async fn handler(
             return unauthenticated(&reason);
         }
     };
-    let timeout = crate::rest::requested_timeout(&headers);
-    let session = match Session::open_with_timeout(&state.services, caller, timeout).await {
+    // A multipart request carries files (`uploadFile`, attachments): it may take as long
+    // as a file transfer may.
+    let session = if is_upload("/graphql", &headers) {
+        Session::open_for_transfer(&state.services, caller).await
+    } else {
+        let timeout = crate::rest::requested_timeout(&headers);
+        Session::open_with_timeout(&state.services, caller, timeout).await
+    };
+    let session = match session {
         Ok(session) => session,
         // A request-level failure (before any field runs) takes the same HTTP status as
         // on REST.
@@ -86,6 +93,15 @@ pub async fn handler(
         .await
         .into();
     response.into_response()
+}
+
+/// A GraphQL multipart request (files attached), which gets `files.transfer_timeout`.
+pub(crate) fn is_upload(path: &str, headers: &HeaderMap) -> bool {
+    path == "/graphql"
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"))
 }
 
 fn unauthenticated(reason: &AuthError) -> Response {

@@ -469,6 +469,65 @@ async fn graphql_uploads_a_multipart_file_into_a_folder() {
 }
 
 #[tokio::test]
+async fn uploads_may_take_the_transfer_timeout_not_the_request_timeout() {
+    let mut config = test_config();
+    config.http.request_timeout = std::time::Duration::from_secs(1);
+    config.files.chunk_bytes = 327_680;
+    let app = spawn_app_with(config).await;
+    add_fault(
+        &app,
+        json!({ "route": "PUT /up/{id}", "fault": { "kind": "latency", "ms": 150 } }),
+    )
+    .await;
+    // 14 chunks at 150 ms each: well over the 1 s request timeout.
+    let bytes = content(4 * 1024 * 1024 + 1, 9);
+    let (status, item) = put(&app, "me", "Slow/rest.bin", bytes.clone(), "").await;
+    assert_eq!(status, StatusCode::OK, "{item}");
+    let operations = json!({
+        "query": "mutation($f: Upload!) { uploadFile(drive: \"me\", parentPath: \"Slow\", file: $f) { size } }",
+        "variables": { "f": null }
+    });
+    let form = reqwest::multipart::Form::new()
+        .text("operations", operations.to_string())
+        .text("map", json!({ "0": ["variables.f"] }).to_string())
+        .part(
+            "0",
+            reqwest::multipart::Part::bytes(bytes.clone()).file_name("graphql.bin"),
+        );
+    let response = app
+        .http
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(&app.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"]["uploadFile"]["size"], bytes.len(), "{body}");
+    // Everything else keeps the request timeout.
+    add_fault(
+        &app,
+        json!({ "route": "GET /users/{id}/drive", "fault": { "kind": "latency", "ms": 1500 } }),
+    )
+    .await;
+    let (status, body) = app
+        .get("/api/v1/drives/user:orders@kestrelridge.example")
+        .await;
+    assert!(
+        status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::GATEWAY_TIMEOUT,
+        "{status} {body}"
+    );
+    assert!(
+        matches!(
+            body["error"]["code"].as_str(),
+            Some("TIMEOUT" | "UPSTREAM_TIMEOUT")
+        ),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn name_conflicts_etags_and_quota_get_their_own_codes() {
     let app = spawn_app().await;
     let (status, first) = put(&app, "me", "Clash/dup.txt", b"one".to_vec(), "").await;
