@@ -69,6 +69,11 @@ impl SiteResources {
         matches!(self, SiteResources::All)
     }
 
+    /// A reference to one site (not `"*"`): a site id or `host:/path`.
+    pub fn is_site_ref(site: &str) -> bool {
+        site != "*" && Self::check(site).is_ok()
+    }
+
     /// Configuration check of one entry: `"*"`, a site id or `host:/path`.
     pub fn check(entry: &str) -> Result<(), &'static str> {
         if entry == "*" || is_site_id(entry) {

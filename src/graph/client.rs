@@ -468,94 +468,64 @@ impl GraphClient {
         chunk: Bytes,
         deadline: Instant,
     ) -> Result<GraphReply, GraphError> {
-        self.check_transfer_url(upload_url)?;
         let (start, end, total) = range;
         let content_range = format!("bytes {start}-{end}/{total}");
         let _permits = self.inner.bulkheads.enter("/upload", deadline).await?;
-        let settings = &self.inner.retry;
-        let mut attempt = 0;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(GraphError::OutcomeUnknown("upload deadline passed".into()));
-            }
-            let sent = self
-                .inner
-                .http
-                .put(upload_url)
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .header(reqwest::header::CONTENT_RANGE, &content_range)
-                .body(chunk.clone())
-                .timeout(remaining.min(self.inner.timeout.max(Duration::from_secs(60))))
-                .send()
-                .await;
-            metrics::counter!("graph_upload_chunks_total").increment(1);
-            let error = match sent.map_err(transport_error) {
-                Ok(response) => match check_status(response).await {
-                    Ok(response) => return read_reply(response).await,
-                    Err(e) => e,
+        let response = self
+            .send_transfer(
+                upload_url,
+                deadline,
+                Idempotency::Once,
+                self.inner.timeout.max(Duration::from_secs(60)),
+                |timeout| {
+                    metrics::counter!("graph_upload_chunks_total").increment(1);
+                    self.inner
+                        .http
+                        .put(upload_url)
+                        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                        .header(reqwest::header::CONTENT_RANGE, &content_range)
+                        .body(chunk.clone())
+                        .timeout(timeout)
                 },
-                Err(e) => e,
-            };
-            let Some(delay) = retry_delay(&error, attempt, settings, Idempotency::Once) else {
-                return Err(unknown_outcome(error));
-            };
-            if attempt >= settings.max_retries
-                || delay > settings.max_retry_after
-                || Instant::now() + delay >= deadline
-            {
-                return Err(error.with_retry_after(delay));
-            }
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-        }
+            )
+            .await?;
+        read_reply(response).await
     }
 
     /// A request without the Graph token to a pre-authenticated transfer URL Graph handed
     /// out (an upload session's status or cancel, a copy's monitor): only to allowed
-    /// hosts; retried when it certainly did not arrive. `Ok` also for non-2xx answers
-    /// the caller interprets (a monitor's 202, a vanished session's 404), as a reply.
+    /// hosts, retried like a GET. A vanished session's or job's 404 comes back as a
+    /// reply, for the caller to interpret.
     pub async fn transfer(
         &self,
         method: reqwest::Method,
         link: &str,
         deadline: Instant,
     ) -> Result<GraphReply, GraphError> {
-        self.check_transfer_url(link)?;
-        let settings = &self.inner.retry;
-        let mut attempt = 0;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(GraphError::Timeout);
-            }
-            let sent = self
-                .inner
-                .http
-                .request(method.clone(), link)
-                .header(reqwest::header::CONTENT_LENGTH, "0")
-                .timeout(remaining.min(self.inner.timeout))
-                .send()
-                .await;
-            let error = match sent.map_err(transport_error) {
-                Ok(response) if response.status().is_success() || response.status() == 404 => {
-                    return read_reply(response).await;
-                }
-                Ok(response) => match check_status(response).await {
-                    Ok(response) => return read_reply(response).await,
-                    Err(e) => e,
+        let sent = self
+            .send_transfer(
+                link,
+                deadline,
+                Idempotency::Idempotent,
+                self.inner.timeout,
+                |timeout| {
+                    self.inner
+                        .http
+                        .request(method.clone(), link)
+                        .header(reqwest::header::CONTENT_LENGTH, "0")
+                        .timeout(timeout)
                 },
-                Err(e) => e,
-            };
-            let Some(delay) = retry_delay(&error, attempt, settings, Idempotency::Idempotent)
-            else {
-                return Err(error);
-            };
-            if attempt >= settings.max_retries || Instant::now() + delay >= deadline {
-                return Err(error.with_retry_after(delay));
-            }
-            tokio::time::sleep(delay).await;
-            attempt += 1;
+            )
+            .await;
+        match sent {
+            Ok(response) => read_reply(response).await,
+            // The session or job is gone: an answer the caller interprets.
+            Err(GraphError::Api { status: 404, .. }) => Ok(GraphReply {
+                status: 404,
+                location: None,
+                body: Bytes::new(),
+            }),
+            Err(e) => Err(e),
         }
     }
 
@@ -568,23 +538,53 @@ impl GraphClient {
         range: Option<&str>,
         deadline: Instant,
     ) -> Result<reqwest::Response, GraphError> {
+        // Only the wait for the headers is bounded; the body streams as long as the
+        // caller's transfer deadline allows (no request timeout on the builder).
+        self.send_transfer(
+            link,
+            deadline,
+            Idempotency::Idempotent,
+            self.inner.timeout,
+            |_| {
+                let request = self.inner.http.get(link);
+                match range {
+                    Some(range) => request.header(reqwest::header::RANGE, range),
+                    None => request,
+                }
+            },
+        )
+        .await
+    }
+
+    /// One request to a pre-authenticated transfer URL, **without** the Graph token and
+    /// only to Graph's host or an allowed transfer host, retried like Graph calls are
+    /// (`retry_delay`, at most `max_retries`, never past `max_retry_after` or the
+    /// deadline). `build` makes the request for one attempt, given the time that attempt
+    /// may take; the wait for the response head is bounded by it too. A 2xx answer is
+    /// returned with its body unread.
+    async fn send_transfer(
+        &self,
+        link: &str,
+        deadline: Instant,
+        idempotency: Idempotency,
+        attempt_timeout: Duration,
+        build: impl Fn(Duration) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, GraphError> {
         self.check_transfer_url(link)?;
         let settings = &self.inner.retry;
         let mut attempt = 0;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(GraphError::Timeout);
+                return Err(match idempotency {
+                    Idempotency::Once => {
+                        GraphError::OutcomeUnknown("transfer deadline passed".into())
+                    }
+                    Idempotency::Idempotent => GraphError::Timeout,
+                });
             }
-            let mut request = self.inner.http.get(link);
-            if let Some(range) = range {
-                request = request.header(reqwest::header::RANGE, range);
-            }
-            // Only the wait for the headers is bounded here; the body streams as long as
-            // the caller's transfer deadline allows.
-            let sent = match tokio::time::timeout(remaining.min(self.inner.timeout), request.send())
-                .await
-            {
+            let timeout = remaining.min(attempt_timeout);
+            let sent = match tokio::time::timeout(timeout, build(timeout).send()).await {
                 Ok(sent) => sent.map_err(transport_error),
                 Err(_) => Err(GraphError::Timeout),
             };
@@ -595,11 +595,16 @@ impl GraphClient {
                 },
                 Err(e) => e,
             };
-            let Some(delay) = retry_delay(&error, attempt, settings, Idempotency::Idempotent)
-            else {
-                return Err(error);
+            let Some(delay) = retry_delay(&error, attempt, settings, idempotency) else {
+                return Err(match idempotency {
+                    Idempotency::Once => unknown_outcome(error),
+                    Idempotency::Idempotent => error,
+                });
             };
-            if attempt >= settings.max_retries || Instant::now() + delay >= deadline {
+            if attempt >= settings.max_retries
+                || delay > settings.max_retry_after
+                || Instant::now() + delay >= deadline
+            {
                 return Err(error.with_retry_after(delay));
             }
             tokio::time::sleep(delay).await;

@@ -24,7 +24,9 @@ use crate::service::ServiceError;
 use crate::service::files::{
     ConflictBehavior, Destination, Drive, DriveDelta, DriveItem, DriveRef, ItemOrder, ItemRef, Site,
 };
-use crate::service::files_transfer::{Download, UploadSource, UploadTarget, download_by_link};
+use crate::service::files_transfer::{
+    Download, UploadSource, UploadTarget, body_error, download_by_link,
+};
 
 /// Most of an unread upload body read and dropped before an error answer (larger bodies
 /// are cut off: the client may then see the connection close instead of the answer).
@@ -317,13 +319,9 @@ async fn spool(
     let file = tempfile::tempfile().map_err(|_| ServiceError::Internal)?;
     let mut file = tokio::fs::File::from_std(file);
     let mut reader = Box::pin(tokio_util::io::StreamReader::new(stream));
-    let size = tokio::io::copy(&mut reader, &mut file).await.map_err(|e| {
-        if e.to_string().contains("length limit exceeded") {
-            ServiceError::PayloadTooLarge("the upload is larger than the gateway accepts".into())
-        } else {
-            ServiceError::BadInput("the upload body could not be read".into())
-        }
-    })?;
+    let size = tokio::io::copy(&mut reader, &mut file)
+        .await
+        .map_err(body_error)?;
     file.flush().await.map_err(|_| ServiceError::Internal)?;
     file.rewind().await.map_err(|_| ServiceError::Internal)?;
     Ok(UploadSource {

@@ -106,7 +106,7 @@ impl DriveRef {
             };
         }
         if let Some(site) = text.strip_prefix("site:") {
-            return if crate::auth::SiteResources::check(site).is_ok() && site != "*" {
+            return if crate::auth::SiteResources::is_site_ref(site) {
                 Ok(DriveRef::Site(site.to_owned()))
             } else {
                 Err(bad(
@@ -574,50 +574,34 @@ impl Session {
     }
 
     fn check_drive_id(&self, id: &str) -> Result<String, ServiceError> {
-        match self.services.policy.check_drive(
+        let decision = self.services.policy.check_drive(
             &self.caller.name,
             &self.caller.resources,
             &self.caller.sites,
             id,
-        ) {
-            Decision::Allowed(id) => Ok(id),
-            Decision::Denied => {
-                tracing::info!(caller = %self.caller.name, "drive outside the caller's users and sites");
-                Err(ServiceError::Forbidden(format!(
-                    "caller '{}' may not access drive '{id}' (callers limited to some users or sites address drives as me, user:<id>, site:<site> or by the ids of those drives)",
-                    self.caller.name
-                )))
-            }
-            Decision::NotReady => Err(ServiceError::Unavailable(
-                "the caller's policy is not resolved yet; retry shortly".into(),
-            )),
-        }
+        );
+        self.decided(decision, "drive outside the caller's users and sites", || {
+            format!(
+                "caller '{}' may not access drive '{id}' (callers limited to some users or sites address drives as me, user:<id>, site:<site> or by the ids of those drives)",
+                self.caller.name
+            )
+        })
     }
 
     /// The canonical site id (or `host:/path`) to use upstream, if the caller may.
     fn check_site(&self, site: &str) -> Result<String, ServiceError> {
-        if crate::auth::SiteResources::check(site).is_err() || site == "*" {
+        if !crate::auth::SiteResources::is_site_ref(site) {
             return Err(ServiceError::BadInput(format!(
                 "'{site}' is not a site id (host,guid,guid) or host:/server-relative-path"
             )));
         }
-        match self
+        let decision = self
             .services
             .policy
-            .check_site(&self.caller.name, &self.caller.sites, site)
-        {
-            Decision::Allowed(site) => Ok(site),
-            Decision::Denied => {
-                tracing::info!(caller = %self.caller.name, "site outside the caller's sites");
-                Err(ServiceError::Forbidden(format!(
-                    "caller '{}' may not access site '{site}'",
-                    self.caller.name
-                )))
-            }
-            Decision::NotReady => Err(ServiceError::Unavailable(
-                "the caller's policy is not resolved yet; retry shortly".into(),
-            )),
-        }
+            .check_site(&self.caller.name, &self.caller.sites, site);
+        self.decided(decision, "site outside the caller's sites", || {
+            format!("caller '{}' may not access site '{site}'", self.caller.name)
+        })
     }
 
     async fn drive_meta(&self, drive: &DriveRef) -> Result<Drive, ServiceError> {
@@ -712,7 +696,17 @@ impl Session {
     ) -> Result<DriveItem, ServiceError> {
         self.require("files.read")?;
         let base = self.drive_base(drive).await?;
-        let url = item.url(&base)?.select(&item_fields(download_url));
+        self.item_at(&base, item, download_url).await
+    }
+
+    /// An item under a drive base already checked by [`Session::drive_base`].
+    pub(crate) async fn item_at(
+        &self,
+        base: &GraphUrl,
+        item: &ItemRef,
+        download_url: bool,
+    ) -> Result<DriveItem, ServiceError> {
+        let url = item.url(base)?.select(&item_fields(download_url));
         let what = describe(item);
         let found: models::DriveItem = self
             .get_json(GraphGet::new(url).no_store(download_url))

@@ -68,15 +68,14 @@ impl Session {
         range: Option<&str>,
     ) -> Result<Download, ServiceError> {
         self.require("files.read")?;
-        let item_ref = ItemRef::id(item)?;
-        let meta = self.drive_item(drive, &item_ref, false).await?;
+        let base = self.drive_base(drive).await?;
+        let meta = self.item_at(&base, &ItemRef::id(item)?, false).await?;
         if meta.file.is_none() {
             return Err(ServiceError::BadInput(format!(
                 "item '{item}' is a folder and has no content"
             )));
         }
         let what = format!("the content of item '{item}'");
-        let base = self.drive_base(drive).await?;
         let content = GraphGet::new(base.then("items").id(item)?.then("content"));
         let location = self
             .graph()
@@ -382,15 +381,18 @@ async fn read_exactly(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(ServiceError::BadInput(
             "the upload ended before its declared length".into(),
         )),
-        Err(e) if e.to_string().contains("length limit exceeded") => Err(
-            ServiceError::PayloadTooLarge("the upload is larger than the gateway accepts".into()),
-        ),
-        Err(e) => {
-            tracing::info!(error = %e, "could not read an upload body");
-            Err(ServiceError::BadInput(
-                "the upload body could not be read".into(),
-            ))
-        }
+        Err(e) => Err(body_error(e)),
+    }
+}
+
+/// A failure reading an upload body: over the body limit (`Limited` says "length limit
+/// exceeded"), or the client's stream broke.
+pub fn body_error(e: std::io::Error) -> ServiceError {
+    if e.to_string().contains("length limit exceeded") {
+        ServiceError::PayloadTooLarge("the upload is larger than the gateway accepts".into())
+    } else {
+        tracing::info!(error = %e, "could not read an upload body");
+        ServiceError::BadInput("the upload body could not be read".into())
     }
 }
 

@@ -356,18 +356,29 @@ impl Session {
     /// upstream (the canonical object id when the caller's resources are limited). Runs
     /// before any cache lookup or Graph call.
     pub fn resolve_user(&self, id: &str) -> Result<String, ServiceError> {
-        match self
+        let decision = self
             .services
             .policy
-            .check(&self.caller.name, &self.caller.resources, id)
-        {
+            .check(&self.caller.name, &self.caller.resources, id);
+        self.decided(decision, "user outside the caller's resources", || {
+            format!("caller '{}' may not access user '{id}'", self.caller.name)
+        })
+    }
+
+    /// A policy decision as a result: the canonical identifier, or `FORBIDDEN` (logged
+    /// with `why`, told to the caller as `denied()`), or `UNAVAILABLE` while the caller's
+    /// lists are not resolved yet.
+    pub(crate) fn decided(
+        &self,
+        decision: Decision,
+        why: &str,
+        denied: impl FnOnce() -> String,
+    ) -> Result<String, ServiceError> {
+        match decision {
             Decision::Allowed(id) => Ok(id),
             Decision::Denied => {
-                tracing::info!(caller = %self.caller.name, "user outside the caller's resources");
-                Err(ServiceError::Forbidden(format!(
-                    "caller '{}' may not access user '{id}'",
-                    self.caller.name
-                )))
+                tracing::info!(caller = %self.caller.name, "{why}");
+                Err(ServiceError::Forbidden(denied()))
             }
             Decision::NotReady => Err(ServiceError::Unavailable(
                 "the caller's policy is not resolved yet; retry shortly".into(),

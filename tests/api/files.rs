@@ -87,6 +87,41 @@ async fn raw_request(app: &TestApp, request: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// A gateway on the embedded default with one more app caller of the dev issuer (acting
+/// for the demo user), and that caller's token.
+async fn app_with_caller(
+    name: &str,
+    operations: &[&str],
+    resources: &[&str],
+    sites: &[&str],
+) -> (TestApp, String) {
+    use m365_gateway::config::{CallerConfig, CallerMode};
+    let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut config = test_config().with_embedded_defaults();
+    config.callers.insert(
+        name.into(),
+        CallerConfig {
+            issuer: m365_gateway::config::DEV_ISSUER_NAME.to_owned(),
+            client_id: name.to_owned(),
+            mode: CallerMode::App,
+            user_claim: Some("upn".to_owned()),
+            operations: strings(operations),
+            resources: strings(resources),
+            send_as: vec![],
+            sites: strings(sites),
+            scopes: None,
+        },
+    );
+    let token = m365_gateway::auth::mint_dev_token(
+        &config,
+        name,
+        Some(graph_emulator::DEMO_USER_UPN),
+        std::time::Duration::from_secs(600),
+    )
+    .unwrap();
+    (spawn_app_with(config).await, token)
+}
+
 async fn add_fault(app: &TestApp, rule: Value) {
     let answer: Value = app
         .http
@@ -1034,34 +1069,13 @@ async fn sites_are_found_by_search_path_and_id_with_their_libraries() {
 #[tokio::test]
 async fn callers_reach_only_their_users_drives_and_their_sites_and_denials_cost_nothing() {
     use graph_emulator::DEMO_USER_UPN;
-    use m365_gateway::config::{CallerConfig, CallerMode};
-    let mut config = test_config().with_embedded_defaults();
-    config.callers.insert(
-        "finance-app".into(),
-        CallerConfig {
-            issuer: m365_gateway::config::DEV_ISSUER_NAME.to_owned(),
-            client_id: "finance-app".to_owned(),
-            mode: CallerMode::App,
-            user_claim: Some("upn".to_owned()),
-            operations: vec![
-                "files.read".into(),
-                "files.write".into(),
-                "users.read".into(),
-            ],
-            resources: vec![DEMO_USER_UPN.into()],
-            send_as: vec![],
-            sites: vec![FINANCE.into()],
-            scopes: None,
-        },
-    );
-    let token = m365_gateway::auth::mint_dev_token(
-        &config,
+    let (app, token) = app_with_caller(
         "finance-app",
-        Some(DEMO_USER_UPN),
-        std::time::Duration::from_secs(600),
+        &["files.read", "files.write", "users.read"],
+        &[DEMO_USER_UPN],
+        &[FINANCE],
     )
-    .unwrap();
-    let app = spawn_app_with(config).await;
+    .await;
 
     // Allowed: the caller's own user and site.
     let (_, own) = app.get_as(Some(&token), "/api/v1/drives/me").await;
@@ -1141,31 +1155,7 @@ async fn callers_reach_only_their_users_drives_and_their_sites_and_denials_cost_
 
 #[tokio::test]
 async fn a_caller_without_file_operations_is_refused() {
-    use graph_emulator::DEMO_USER_UPN;
-    use m365_gateway::config::{CallerConfig, CallerMode};
-    let mut config = test_config().with_embedded_defaults();
-    config.callers.insert(
-        "reader".into(),
-        CallerConfig {
-            issuer: m365_gateway::config::DEV_ISSUER_NAME.to_owned(),
-            client_id: "reader".to_owned(),
-            mode: CallerMode::App,
-            user_claim: Some("upn".to_owned()),
-            operations: vec!["files.read".into()],
-            resources: vec!["*".into()],
-            send_as: vec![],
-            sites: vec!["*".into()],
-            scopes: None,
-        },
-    );
-    let token = m365_gateway::auth::mint_dev_token(
-        &config,
-        "reader",
-        Some(DEMO_USER_UPN),
-        std::time::Duration::from_secs(600),
-    )
-    .unwrap();
-    let app = spawn_app_with(config).await;
+    let (app, token) = app_with_caller("reader", &["files.read"], &["*"], &["*"]).await;
     let (status, _) = app.get_as(Some(&token), "/api/v1/drives/me/root").await;
     assert_eq!(status, StatusCode::OK);
     let response = app
