@@ -28,8 +28,9 @@ use url::Url;
 use crate::auth::{Authenticator, JwksKeys, mint_dev_token};
 use crate::config::{CallerMode, Config, ConfigError, DEMO_CALLER, Secret};
 use crate::graph::{GraphClient, GraphClientSettings};
-use crate::graphql::{self, GatewaySchema};
+use crate::graphql::{self, GraphqlRuntime};
 use crate::identity::{AppCredentials, CertificateCredential, ClientCredential, TokenBroker};
+use crate::rate_limit::RateLimiter;
 use crate::rest;
 use crate::service::Services;
 use crate::service::policy::PolicyResolver;
@@ -47,7 +48,8 @@ pub struct AppState {
     /// Swapped whole on a configuration reload, so a request sees one policy throughout.
     pub auth: Arc<ArcSwap<Authenticator>>,
     pub services: Services,
-    pub schema: GatewaySchema,
+    pub graphql: Arc<GraphqlRuntime>,
+    pub rate: Arc<RateLimiter>,
 }
 
 /// Applies a new configuration's issuers, callers and policies without a restart
@@ -194,6 +196,14 @@ impl App {
         };
         start_policy_refresh(&reloader, config.policy.refresh);
 
+        let redis = match &config.redis.url {
+            Some(url) => Some(crate::rate_limit::SharedBuckets {
+                connection: RateLimiter::connect_redis(url.expose()).await?,
+                key_prefix: config.redis.key_prefix.clone(),
+            }),
+            None => None,
+        };
+
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let public_url = match &config.public_url {
@@ -223,7 +233,8 @@ impl App {
                     transfer_timeout: config.files.transfer_timeout,
                 },
             },
-            schema: graphql::build_schema(),
+            graphql: Arc::new(GraphqlRuntime::new(&config)?),
+            rate: Arc::new(RateLimiter::new(&config.rate_limit, redis)),
         };
 
         let dev_token = match &emulator {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod graph;
 pub mod graphql;
 pub mod identity;
+pub mod rate_limit;
 pub mod rest;
 pub mod service;
 pub mod store;

@@ -47,6 +47,12 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
+/// A request refused by the caller's own rate limit (`kind`: requests or cost).
+pub fn record_rate_limited(caller: &str, kind: &'static str) {
+    metrics::counter!("gateway_rate_limited_total", "caller" => caller.to_owned(), "kind" => kind)
+        .increment(1);
+}
+
 /// A low-cardinality label for a Graph URL: ids become `{id}`, the query is dropped.
 /// `/users/ann@contoso.com/directReports?$top=5` → `/users/{id}/directReports`.
 pub fn graph_route(url: &str) -> String {

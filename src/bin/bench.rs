@@ -405,6 +405,11 @@ max_bytes = 4294967296
 [log]
 level = "warn"
 
+# The benchmark measures the gateway's own speed with one caller at full tilt; a
+# production caller's rate limit would measure the limit instead.
+[rate_limit]
+enabled = false
+
 [issuers.bench]
 issuer = "bench"
 audiences = ["bench"]

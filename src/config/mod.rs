@@ -10,6 +10,7 @@
 //! ([`Config::with_embedded_defaults`]).
 
 mod duration;
+mod limits;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use limits::{BATCH_CEILING, GraphqlConfig, RateLimitConfig, RedisConfig};
 pub use secret::Secret;
 
 /// Issuer name and key used by the embedded default. The key is public on purpose: the
@@ -72,6 +74,9 @@ pub struct Config {
     pub http: HttpConfig,
     pub files: FilesConfig,
     pub log: LogConfig,
+    pub graphql: GraphqlConfig,
+    pub rate_limit: RateLimitConfig,
+    pub redis: RedisConfig,
     /// Token issuers whose JWTs the gateway accepts, by name.
     pub issuers: BTreeMap<String, IssuerConfig>,
     /// Known callers, by name. A token is accepted only when it maps to one of them.
@@ -93,6 +98,9 @@ impl Default for Config {
             http: HttpConfig::default(),
             files: FilesConfig::default(),
             log: LogConfig::default(),
+            graphql: GraphqlConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            redis: RedisConfig::default(),
             issuers: BTreeMap::new(),
             callers: BTreeMap::new(),
         }
@@ -729,6 +737,10 @@ impl Config {
         if self.http.request_timeout.is_zero() {
             problems.push("http.request_timeout: must be greater than zero".to_owned());
         }
+        let callers: Vec<&String> = self.callers.keys().collect();
+        self.graphql
+            .validate(&self.rate_limit, &callers, &mut problems);
+        self.redis.validate(&mut problems);
 
         for (name, issuer) in &self.issuers {
             let key = format!("issuers.{name}");

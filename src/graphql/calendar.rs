@@ -763,7 +763,7 @@ impl CalendarMutation {
 pub(super) async fn calendars(
     ctx: &Context<'_>,
     mailbox: &str,
-    first_: Option<i32>,
+    first_: i32,
     after: Option<String>,
 ) -> async_graphql::Result<CalendarConnection> {
     let session = ctx.data::<Session>()?;

@@ -372,7 +372,7 @@ impl DriveItemNode {
     async fn children(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
         order_by: Option<ItemOrderInput>,
     ) -> async_graphql::Result<DriveItemConnection> {
@@ -593,7 +593,7 @@ impl FilesQuery {
         &self,
         ctx: &Context<'_>,
         search: String,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<SiteConnection> {
         let session = ctx.data::<Session>()?;

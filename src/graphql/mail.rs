@@ -274,7 +274,7 @@ fn select_message_nodes(ctx: &Context<'_>) -> MessageSelect {
 pub(super) async fn mail_folders(
     ctx: &Context<'_>,
     mailbox: &str,
-    first_: Option<i32>,
+    first_: i32,
     after: Option<String>,
 ) -> async_graphql::Result<MailFolderConnection> {
     let session = ctx.data::<Session>()?;
@@ -303,7 +303,7 @@ pub(super) async fn messages(
     filter: Option<MessageFilterInput>,
     search: Option<String>,
     order_by: Option<MessageOrderBy>,
-    first_: Option<i32>,
+    first_: i32,
     after: Option<String>,
 ) -> async_graphql::Result<MessageConnection> {
     let session = ctx.data::<Session>()?;
@@ -551,7 +551,7 @@ impl MailFolder {
     async fn child_folders(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<MailFolderConnection> {
         let session = ctx.data::<Session>()?;
@@ -574,7 +574,7 @@ impl MailFolder {
         filter: Option<MessageFilterInput>,
         search: Option<String>,
         order_by: Option<MessageOrderBy>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<MessageConnection> {
         messages(

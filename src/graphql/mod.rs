@@ -4,20 +4,19 @@
 mod calendar;
 mod files;
 pub mod graphiql;
+mod http;
+pub mod limits;
 mod mail;
+pub mod persisted;
 mod types;
 
 use async_graphql::{EmptySubscription, ErrorExtensions, MergedObject, Schema};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use axum::http::{HeaderMap, header};
 
-use crate::app::AppState;
-use crate::auth::AuthError;
-use crate::service::{ServiceError, Session};
+pub use http::{GraphqlRuntime, handler};
+
+use crate::config::Config;
+use crate::service::ServiceError;
 /// The root query type: each area contributes its fields.
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -37,62 +36,30 @@ pub struct Mutation(
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Deepest query accepted; deeper ones are refused before any resolver runs.
-pub const MAX_DEPTH: usize = 12;
-
+/// The schema as development runs it (and as `schema/schema.graphql` shows it).
 pub fn build_schema() -> GatewaySchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(MAX_DEPTH)
-        .limit_recursive_depth(32)
-        .finish()
+    build_schema_for(&Config::default())
+}
+
+/// The schema for a configuration. The limits module refuses what is too deep before
+/// execution with its own code; async-graphql's depth limit stays as a second line.
+pub fn build_schema_for(config: &Config) -> GatewaySchema {
+    let builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .extension(http::ExecutionStarted)
+        .limit_depth(config.graphql.max_depth)
+        .limit_recursive_depth(32);
+    // In production an error never hints at field names the caller did not know.
+    let builder = if config.production {
+        builder.disable_suggestions()
+    } else {
+        builder
+    };
+    builder.finish()
 }
 
 /// The SDL checked in as `schema/schema.graphql`.
 pub fn sdl() -> String {
     build_schema().sdl()
-}
-
-/// `GET`/`POST /graphql`. The caller is authenticated before the document is even
-/// looked at; a failure is the same 401 as on REST, in GraphQL's response shape.
-pub async fn handler(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
-) -> Response {
-    let auth = state.auth.load_full();
-    let caller = match auth.authenticate(&headers).await {
-        Ok(caller) => caller,
-        Err(AuthError::Duplicate) => {
-            return request_error(
-                StatusCode::BAD_REQUEST,
-                ServiceError::BadInput("send exactly one Authorization header".into()),
-            );
-        }
-        Err(reason) => {
-            tracing::debug!(%reason, "GraphQL request refused");
-            return unauthenticated(&reason);
-        }
-    };
-    // A multipart request carries files (`uploadFile`, attachments): it may take as long
-    // as a file transfer may.
-    let session = if is_upload("/graphql", &headers) {
-        Session::open_for_transfer(&state.services, caller).await
-    } else {
-        let timeout = crate::rest::requested_timeout(&headers);
-        Session::open_with_timeout(&state.services, caller, timeout).await
-    };
-    let session = match session {
-        Ok(session) => session,
-        // A request-level failure (before any field runs) takes the same HTTP status as
-        // on REST.
-        Err(e) => return request_error(crate::rest::status_of(&e), e),
-    };
-    let response: GraphQLResponse = state
-        .schema
-        .execute(request.into_inner().data(session))
-        .await
-        .into();
-    response.into_response()
 }
 
 /// A GraphQL multipart request (files attached), which gets `files.transfer_timeout`.
@@ -104,22 +71,6 @@ pub(crate) fn is_upload(path: &str, headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.starts_with("multipart/form-data"))
 }
 
-fn unauthenticated(reason: &AuthError) -> Response {
-    let mut response = request_error(StatusCode::UNAUTHORIZED, ServiceError::Unauthenticated);
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(reason.www_authenticate()),
-    );
-    response
-}
-
-/// A request-level error: no `data` key, one error with its code and extensions.
-fn request_error(status: StatusCode, error: ServiceError) -> Response {
-    let error = error.extend();
-    let body = json!({ "errors": [{ "message": error.message, "extensions": error.extensions }] });
-    (status, Json(body)).into_response()
-}
-
 /// The one place a service error becomes a GraphQL error.
 impl ErrorExtensions for ServiceError {
     fn extend(&self) -> async_graphql::Error {
@@ -128,7 +79,10 @@ impl ErrorExtensions for ServiceError {
             match self {
                 ServiceError::UpstreamThrottled {
                     retry_after: Some(after),
-                } => ext.set("retryAfter", after.as_secs_f64().ceil() as u64),
+                }
+                | ServiceError::RateLimited { retry_after: after } => {
+                    ext.set("retryAfter", after.as_secs_f64().ceil().max(1.0) as u64)
+                }
                 ServiceError::ClaimsChallenge {
                     claims,
                     authorization_uri,

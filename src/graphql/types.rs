@@ -9,9 +9,6 @@ use crate::service::directory::{
 };
 use crate::service::{Page, Session};
 
-/// Page size when `first` is not given.
-const DEFAULT_FIRST: i32 = 25;
-
 /// Extra fields on every connection.
 #[derive(SimpleObject)]
 pub struct ConnectionFields {
@@ -42,9 +39,9 @@ pub(super) fn connection<T: async_graphql::OutputType>(
     connection
 }
 
-pub(super) fn first(first: Option<i32>) -> usize {
+pub(super) fn first(first: i32) -> usize {
     // Negative values become 0 and are refused by the service with a clear message.
-    usize::try_from(first.unwrap_or(DEFAULT_FIRST)).unwrap_or(0)
+    usize::try_from(first).unwrap_or(0)
 }
 
 /// The user properties selected below `fields` (a user object's selections), with the
@@ -181,7 +178,7 @@ impl DirectoryQuery {
         ctx: &Context<'_>,
         filter: Option<UserFilter>,
         search: Option<String>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<UserConnection> {
         let session = ctx.data::<Session>()?;
@@ -254,7 +251,7 @@ impl User {
     async fn direct_reports(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<UserConnection> {
         let session = ctx.data::<Session>()?;
@@ -275,7 +272,7 @@ impl User {
     async fn mail_folders(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<super::mail::MailFolderConnection> {
         super::mail::mail_folders(ctx, &self.id, first, after).await
@@ -302,7 +299,7 @@ impl User {
         filter: Option<super::mail::MessageFilterInput>,
         search: Option<String>,
         order_by: Option<super::mail::MessageOrderBy>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<super::mail::MessageConnection> {
         super::mail::messages(
@@ -329,7 +326,7 @@ impl User {
     async fn calendars(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<super::calendar::CalendarConnection> {
         super::calendar::calendars(ctx, &self.id, first, after).await
@@ -356,7 +353,7 @@ impl User {
         subject_contains: Option<String>,
         #[graphql(desc = "Zone of the times returned (IANA or Windows; default UTC).")]
         time_zone: Option<String>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<super::calendar::EventConnection> {
         let session = ctx.data::<Session>()?;
@@ -388,7 +385,7 @@ impl User {
         end: String,
         #[graphql(desc = "Zone of the times returned (IANA or Windows; default UTC).")]
         time_zone: Option<String>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<super::calendar::EventConnection> {
         let session = ctx.data::<Session>()?;
@@ -428,7 +425,7 @@ impl User {
         ctx: &Context<'_>,
         folder: Option<String>,
         search: Option<String>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<super::calendar::ContactConnection> {
         let session = ctx.data::<Session>()?;
@@ -460,7 +457,7 @@ impl User {
     async fn contact_folders(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<super::calendar::ContactFolderConnection> {
         let session = ctx.data::<Session>()?;
@@ -476,7 +473,7 @@ impl User {
     async fn member_of(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<GroupConnection> {
         let session = ctx.data::<Session>()?;
@@ -519,7 +516,7 @@ impl Group {
     async fn members(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 1 to 100 (default 25).")] first: Option<i32>,
+        #[graphql(desc = "Page size, 1 to 100.")] first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<UserConnection> {
         let session = ctx.data::<Session>()?;

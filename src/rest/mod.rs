@@ -282,6 +282,7 @@ pub(crate) fn status_of(error: &ServiceError) -> StatusCode {
         ServiceError::UpstreamBadResponse => StatusCode::BAD_GATEWAY,
         ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
@@ -347,8 +348,9 @@ async fn render_errors(request: Request, next: Next) -> Response {
             }
             ServiceError::UpstreamThrottled {
                 retry_after: Some(after),
-            } => {
-                let seconds = after.as_secs_f64().ceil() as u64;
+            }
+            | ServiceError::RateLimited { retry_after: after } => {
+                let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
                 if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                     rendered.headers_mut().insert(header::RETRY_AFTER, value);
                 }
@@ -439,7 +441,14 @@ impl FromRequestParts<AppState> for AuthenticatedTransfer {
 async fn caller_of(parts: &Parts, state: &AppState) -> Result<crate::auth::Caller, ApiError> {
     let auth = state.auth.load_full();
     match auth.authenticate(&parts.headers).await {
-        Ok(caller) => Ok(caller),
+        Ok(caller) => {
+            state
+                .rate
+                .check(&caller.name, crate::rate_limit::Kind::Requests, 1)
+                .await
+                .map_err(|retry_after| ServiceError::RateLimited { retry_after })?;
+            Ok(caller)
+        }
         Err(AuthError::Duplicate) => {
             Err(ServiceError::BadInput("send exactly one Authorization header".into()).into())
         }
@@ -507,6 +516,12 @@ mod tests {
                 503,
             ),
             (ServiceError::Upstream, 502),
+            (
+                ServiceError::RateLimited {
+                    retry_after: Duration::from_secs(1),
+                },
+                429,
+            ),
             (ServiceError::UpstreamTimeout, 504),
             (ServiceError::UpstreamOutcomeUnknown, 504),
             (ServiceError::PayloadTooLarge("x".into()), 413),

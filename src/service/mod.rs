@@ -91,6 +91,9 @@ pub enum ServiceError {
     Unavailable(String),
     #[error("internal error")]
     Internal,
+    /// The caller used up its own rate limit at the gateway (not Graph's).
+    #[error("the caller's rate limit is reached; retry later")]
+    RateLimited { retry_after: Duration },
 }
 
 impl ServiceError {
@@ -117,6 +120,7 @@ impl ServiceError {
             ServiceError::UpstreamBadResponse => "UPSTREAM_BAD_RESPONSE",
             ServiceError::Unavailable(_) => "UNAVAILABLE",
             ServiceError::Internal => "INTERNAL",
+            ServiceError::RateLimited { .. } => "RATE_LIMITED",
         }
     }
 

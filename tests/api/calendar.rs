@@ -583,7 +583,7 @@ async fn a_calendar_outside_the_callers_policy_is_forbidden_with_zero_graph_call
     let (_, body) = app
         .graphql_as(
             Some(&token),
-            "query($s: String!, $e: String!) { user(id: \"orders@kestrelridge.example\") { calendarView(start: $s, end: $e) { nodes { id } } } schedule(users: [\"orders@kestrelridge.example\"], start: $s, end: $e) { scheduleId } }",
+            "query($s: String!, $e: String!) { user(id: \"orders@kestrelridge.example\") { calendarView(start: $s, end: $e, first: 10) { nodes { id } } } schedule(users: [\"orders@kestrelridge.example\"], start: $s, end: $e) { scheduleId } }",
             json!({ "s": at(0), "e": at(1) }),
         )
         .await;

@@ -490,6 +490,7 @@ async fn graphql_uploads_a_multipart_file_into_a_folder() {
         .http
         .post(format!("{}/graphql", app.base))
         .bearer_auth(&app.token)
+        .header("GraphQL-Require-Preflight", "1")
         .multipart(form)
         .send()
         .await
@@ -533,6 +534,7 @@ async fn uploads_may_take_the_transfer_timeout_not_the_request_timeout() {
         .http
         .post(format!("{}/graphql", app.base))
         .bearer_auth(&app.token)
+        .header("GraphQL-Require-Preflight", "1")
         .multipart(form)
         .send()
         .await
@@ -1014,7 +1016,7 @@ async fn sites_are_found_by_search_path_and_id_with_their_libraries() {
     let app = spawn_app().await;
     let data = app
         .graphql_data(
-            "{ sites(search: \"finance\") { nodes { id displayName webUrl } }
+            "{ sites(search: \"finance\", first: 10) { nodes { id displayName webUrl } }
                site(site: \"kestrelridge.sharepoint.com:/sites/finance\") { id displayName
                  drives { id name driveType } drive { name root { children(first: 20) { nodes { name } } } } } }",
         )

@@ -586,6 +586,7 @@ async fn a_file_sent_through_a_graphql_multipart_request_goes_through_an_upload_
         .http
         .post(format!("{}/graphql", app.base))
         .bearer_auth(&app.token)
+        .header("GraphQL-Require-Preflight", "1")
         .multipart(form)
         .send()
         .await
