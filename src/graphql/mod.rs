@@ -42,6 +42,9 @@ pub const MAX_DEPTH: usize = 12;
 
 pub fn build_schema() -> GatewaySchema {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        // The observer first: its operation span is the parent of the engine's spans.
+        .extension(crate::telemetry::GraphqlObserver)
+        .extension(async_graphql::extensions::Tracing)
         .limit_depth(MAX_DEPTH)
         .limit_recursive_depth(32)
         .finish()
@@ -115,6 +118,10 @@ fn unauthenticated(reason: &AuthError) -> Response {
 
 /// A request-level error: no `data` key, one error with its code and extensions.
 fn request_error(status: StatusCode, error: ServiceError) -> Response {
+    crate::telemetry::record_graphql_operation(
+        Some(crate::telemetry::UNPARSED_OPERATION),
+        crate::telemetry::GraphqlOutcome::Rejected,
+    );
     let error = error.extend();
     let body = json!({ "errors": [{ "message": error.message, "extensions": error.extensions }] });
     (status, Json(body)).into_response()

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::graph::{GraphClient, GraphError, GraphGet};
 use crate::identity::Access;
@@ -88,20 +89,31 @@ impl GraphBatcher {
         let graph = self.graph.clone();
         let access = self.access.clone();
         let deadline = self.deadline;
-        tokio::spawn(async move {
-            let mut unique: Vec<GraphGet> = Vec::new();
-            let mut index: HashMap<GraphGet, usize> = HashMap::new();
-            for (key, _) in &waiters {
-                index.entry(key.clone()).or_insert_with(|| {
-                    unique.push(key.clone());
-                    unique.len() - 1
-                });
+        // The round's span, a child of the resolver that led it (the task would otherwise
+        // lose the request's trace); its Graph calls are children of it.
+        let span = tracing::debug_span!(
+            "graph.batch",
+            graph.batch.keys = waiters.len(),
+            graph.batch.unique = tracing::field::Empty,
+        );
+        tokio::spawn(
+            async move {
+                let mut unique: Vec<GraphGet> = Vec::new();
+                let mut index: HashMap<GraphGet, usize> = HashMap::new();
+                for (key, _) in &waiters {
+                    index.entry(key.clone()).or_insert_with(|| {
+                        unique.push(key.clone());
+                        unique.len() - 1
+                    });
+                }
+                tracing::Span::current().record("graph.batch.unique", unique.len());
+                let results = graph.get_many(&access, &unique, deadline).await;
+                for (key, reply) in waiters {
+                    let _ = reply.send(results[index[&key]].clone());
+                }
             }
-            let results = graph.get_many(&access, &unique, deadline).await;
-            for (key, reply) in waiters {
-                let _ = reply.send(results[index[&key]].clone());
-            }
-        });
+            .instrument(span),
+        );
     }
 }
 
