@@ -96,24 +96,22 @@ impl GraphBatcher {
             graph.batch.keys = waiters.len(),
             graph.batch.unique = tracing::field::Empty,
         );
-        tokio::spawn(
-            async move {
-                let mut unique: Vec<GraphGet> = Vec::new();
-                let mut index: HashMap<GraphGet, usize> = HashMap::new();
-                for (key, _) in &waiters {
-                    index.entry(key.clone()).or_insert_with(|| {
-                        unique.push(key.clone());
-                        unique.len() - 1
-                    });
-                }
-                tracing::Span::current().record("graph.batch.unique", unique.len());
-                let results = graph.get_many(&access, &unique, deadline).await;
-                for (key, reply) in waiters {
-                    let _ = reply.send(results[index[&key]].clone());
-                }
+        let round = async move {
+            let mut unique: Vec<GraphGet> = Vec::new();
+            let mut index: HashMap<GraphGet, usize> = HashMap::new();
+            for (key, _) in &waiters {
+                index.entry(key.clone()).or_insert_with(|| {
+                    unique.push(key.clone());
+                    unique.len() - 1
+                });
             }
-            .instrument(span),
-        );
+            tracing::Span::current().record("graph.batch.unique", unique.len());
+            let results = graph.get_many(&access, &unique, deadline).await;
+            for (key, reply) in waiters {
+                let _ = reply.send(results[index[&key]].clone());
+            }
+        };
+        tokio::spawn(round.instrument(span));
     }
 }
 
