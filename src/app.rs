@@ -17,6 +17,7 @@ use axum::routing::get;
 use graph_emulator::{Emulator, EmulatorConfig as EmulatorSettings, RunningEmulator};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
@@ -50,6 +51,8 @@ pub struct AppState {
     pub services: Services,
     pub graphql: Arc<GraphqlRuntime>,
     pub rate: Arc<RateLimiter>,
+    /// Cancelled when the gateway starts shutting down: `/readyz` turns 503 at once.
+    pub shutdown: CancellationToken,
 }
 
 /// Applies a new configuration's issuers, callers and policies without a restart
@@ -60,6 +63,8 @@ pub struct Reloader {
     policy: Arc<PolicyResolver>,
     http: reqwest::Client,
     version: Arc<AtomicU64>,
+    /// Stops the background refreshes of the authenticators it builds.
+    shutdown: CancellationToken,
 }
 
 impl Reloader {
@@ -69,7 +74,7 @@ impl Reloader {
         crate::telemetry::metrics();
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         let auth = Arc::new(Authenticator::new(&config, self.http.clone(), version));
-        start_jwks_refresh(&auth).await;
+        start_jwks_refresh(&auth, &self.shutdown).await;
         // Resolve before swapping, so the new callers never meet an unresolved policy.
         self.policy.refresh(&auth.caller_resources()).await;
         self.policy.refresh_files(&auth.caller_sites()).await;
@@ -90,6 +95,10 @@ pub struct App {
     dev_token: Option<String>,
     config: Config,
     reloader: Reloader,
+    /// Cancelled when shutdown begins; background tasks stop on it.
+    shutdown: CancellationToken,
+    /// Closed after the last request (pending writes finish, connections say goodbye).
+    store: Option<Store>,
 }
 
 impl App {
@@ -182,8 +191,9 @@ impl App {
             },
         );
         let version = Arc::new(AtomicU64::new(1));
+        let shutdown = CancellationToken::new();
         let auth = Arc::new(Authenticator::new(&config, http.clone(), 1));
-        start_jwks_refresh(&auth).await;
+        start_jwks_refresh(&auth, &shutdown).await;
         let policy = Arc::new(PolicyResolver::new(graph.clone()));
         policy.refresh(&auth.caller_resources()).await;
         policy.refresh_files(&auth.caller_sites()).await;
@@ -193,6 +203,7 @@ impl App {
             policy: policy.clone(),
             http,
             version,
+            shutdown: shutdown.clone(),
         };
         start_policy_refresh(&reloader, config.policy.refresh);
 
@@ -215,7 +226,7 @@ impl App {
             services: Services {
                 graph,
                 policy,
-                store,
+                store: store.clone(),
                 public_url,
                 request_timeout: config.http.request_timeout,
                 links: Arc::new(crate::service::links::LinkSealer::new(
@@ -235,6 +246,7 @@ impl App {
             },
             graphql: Arc::new(GraphqlRuntime::new(&config)?),
             rate: Arc::new(RateLimiter::new(&config.rate_limit, redis)),
+            shutdown: shutdown.clone(),
         };
 
         let dev_token = match &emulator {
@@ -257,6 +269,8 @@ impl App {
             dev_token,
             config,
             reloader,
+            shutdown,
+            store,
         })
     }
 
@@ -281,7 +295,21 @@ impl App {
         self.reloader.clone()
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// The store, when a caller needs one (readiness tests make it unavailable).
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// Cancelling it shuts the gateway down, as the future given to
+    /// [`App::run_until_stopped`] completing does.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until `shutdown` completes. Then, at once, `/readyz` answers 503 and
+    /// background tasks stop; the listener closes; requests in flight may finish within
+    /// `http.shutdown_grace`, after which this returns anyway (the caller exits, dropping
+    /// what is left).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -290,11 +318,40 @@ impl App {
             listener,
             router,
             emulator,
+            shutdown: token,
+            config,
+            store,
             ..
         } = self;
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let grace = config.http.shutdown_grace;
+        let trigger = token.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown => trigger.cancel(),
+                () = trigger.cancelled() => {}
+            }
+        });
+        let serve = axum::serve(listener, router)
+            .with_graceful_shutdown(token.clone().cancelled_owned())
+            .into_future();
+        let result = tokio::select! {
+            result = serve => result,
+            () = async {
+                token.cancelled().await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(
+                    grace = %humantime::format_duration(grace),
+                    "requests still in flight after the shutdown grace; exiting anyway"
+                );
+                Ok(())
+            }
+        };
+        if let Some(store) = store {
+            // Bounded: a request abandoned after the grace may still hold a connection.
+            let _ = tokio::time::timeout(Duration::from_secs(2), store.close()).await;
+        }
+        tracing::info!("stopped");
         // The embedded emulator lives exactly as long as the gateway.
         drop(emulator);
         result
@@ -342,6 +399,7 @@ fn router(config: &Config, state: AppState, dev_token: Option<&str>) -> Router {
         ))
         .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(not_a_file)))
         .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(crate::telemetry::http_metrics))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
@@ -404,15 +462,25 @@ fn cors(http: &crate::config::HttpConfig) -> Option<tower_http::cors::CorsLayer>
     )
 }
 
-/// The span of one inbound request: method and path, without the query string and with
-/// a download link's token hidden (the link is a credential until it expires).
+/// The span of one inbound request: method and route template (`/api/v1/users/{id}`), never
+/// the path itself, which holds user ids and, for download links, a credential. Exported as
+/// an OpenTelemetry server span, a child of the caller's trace when it sent `traceparent`.
 fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
-    let path = request.uri().path();
-    let path = match path.strip_prefix("/api/v1/downloads/") {
-        Some(_) => "/api/v1/downloads/…",
-        None => path,
-    };
-    tracing::debug_span!("request", method = %request.method(), path)
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |r| r.as_str());
+    let method = request.method().as_str();
+    let span = tracing::debug_span!(
+        "request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::otel::adopt_remote_parent(&span, request.headers());
+    span
 }
 
 /// File content (downloads, attachments) goes out as it is: compressing it would drop
@@ -551,8 +619,13 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
-/// Ready when a Graph token is cached or can be acquired now, and every JWKS issuer has keys.
+/// Ready when a Graph token is cached or can be acquired now, every JWKS issuer has keys and
+/// the store answers; never once shutdown has begun (the load balancer must stop sending).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.shutdown.is_cancelled() {
+        let body = json!({ "status": "shutting down" });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body));
+    }
     let tokens = state.services.graph.tokens();
     let access = crate::identity::Access::new(tokens.app_identity(), None, 0);
     let token_ok = tokens.has_cached(&access.identity)
@@ -588,8 +661,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Loads every JWKS once (not fatal: readiness reports it) and keeps them fresh for as
-/// long as their authenticator is in use (a reload retires the old one).
-async fn start_jwks_refresh(auth: &Arc<Authenticator>) {
+/// long as their authenticator is in use (a reload retires the old one) and the gateway
+/// is not shutting down.
+async fn start_jwks_refresh(auth: &Arc<Authenticator>, shutdown: &CancellationToken) {
     for keys in auth.jwks() {
         if let Err(e) = keys.refresh_now().await {
             tracing::warn!(issuer = keys.issuer_name(), error = %e, "initial JWKS fetch failed; will retry");
@@ -597,11 +671,15 @@ async fn start_jwks_refresh(auth: &Arc<Authenticator>) {
         let every = keys.refresh_interval();
         let weak: Weak<JwksKeys> = Arc::downgrade(&keys);
         drop(keys);
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(every);
             interval.tick().await;
             loop {
-                interval.tick().await;
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    () = shutdown.cancelled() => break,
+                }
                 let Some(keys) = weak.upgrade() else { break };
                 if let Err(e) = keys.refresh_now().await {
                     tracing::warn!(issuer = keys.issuer_name(), error = %e, "JWKS refresh failed; keeping the last good keys");
@@ -615,11 +693,15 @@ async fn start_jwks_refresh(auth: &Arc<Authenticator>) {
 fn start_policy_refresh(reloader: &Reloader, every: Duration) {
     let auth = Arc::downgrade(&reloader.auth);
     let policy = Arc::downgrade(&reloader.policy);
+    let shutdown = reloader.shutdown.clone();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(every);
         interval.tick().await;
         loop {
-            interval.tick().await;
+            tokio::select! {
+                _ = interval.tick() => {}
+                () = shutdown.cancelled() => break,
+            }
             let (Some(auth), Some(policy)) = (auth.upgrade(), policy.upgrade()) else {
                 break;
             };

@@ -176,8 +176,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    crate::telemetry::init(&config.log);
-    runtime().block_on(async move {
+    let telemetry = crate::telemetry::init(&config.log, &config.telemetry);
+    let runtime = runtime();
+    let code = runtime.block_on(async move {
         let app = match App::build(config).await {
             Ok(app) => app,
             Err(e) => {
@@ -194,7 +195,12 @@ fn serve(args: ServeArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Requests left after the shutdown grace are abandoned here: dropping the runtime
+    // would wait for them (and for blocking tasks) without bound.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    telemetry.shutdown();
+    code
 }
 
 /// What a person needs to start: where GraphiQL is, a token, and a command to paste.
@@ -286,7 +292,7 @@ async fn shutdown_signal() {
 }
 
 fn emulator(args: EmulatorArgs) -> ExitCode {
-    crate::telemetry::init(&Default::default());
+    let _logs = crate::telemetry::init(&Default::default(), &Default::default());
     runtime().block_on(async move {
         let settings = graph_emulator::EmulatorConfig {
             users: args.users,

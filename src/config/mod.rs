@@ -71,6 +71,8 @@ pub struct Config {
     pub emulator: EmulatorConfig,
     pub cache: CacheConfig,
     pub graphiql: GraphiqlConfig,
+    /// OpenTelemetry traces (off unless `telemetry.otlp_endpoint` is set).
+    pub telemetry: TelemetryConfig,
     pub http: HttpConfig,
     pub files: FilesConfig,
     pub log: LogConfig,
@@ -95,6 +97,7 @@ impl Default for Config {
             emulator: EmulatorConfig::default(),
             cache: CacheConfig::default(),
             graphiql: GraphiqlConfig::default(),
+            telemetry: TelemetryConfig::default(),
             http: HttpConfig::default(),
             files: FilesConfig::default(),
             log: LogConfig::default(),
@@ -367,6 +370,11 @@ pub struct HttpConfig {
     /// Let those pages send cookies and HTTP authentication (`Access-Control-Allow-Credentials`).
     /// Not needed for bearer tokens in `Authorization`.
     pub cors_allow_credentials: bool,
+    /// On SIGTERM/SIGINT, how long requests already in flight may take to finish; the
+    /// process exits when they have, or when this has passed. Keep it below the
+    /// orchestrator's own kill timeout (Kubernetes: `terminationGracePeriodSeconds`, 30 s).
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for HttpConfig {
@@ -378,6 +386,33 @@ impl Default for HttpConfig {
             upload_limit_bytes: 160 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_token_bytes: 8 * 1024,
+            shutdown_grace: Duration::from_secs(25),
+        }
+    }
+}
+
+/// OpenTelemetry traces, exported over OTLP/HTTP (protobuf) to a collector. Spans carry
+/// route templates, methods, statuses and GraphQL operation names, never bodies, tokens,
+/// query strings or user ids.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP collector, e.g. `http://otel-collector:4318`; spans are
+    /// POSTed to `{otlp_endpoint}/v1/traces`. Unset (the default): no traces are recorded.
+    pub otlp_endpoint: Option<Url>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of traces started here that are recorded, 0.0–1.0. A request arriving with a
+    /// W3C `traceparent` follows the caller's sampling decision instead.
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "m365-gateway".to_owned(),
+            sample_ratio: 1.0,
         }
     }
 }
@@ -741,6 +776,7 @@ impl Config {
         self.graphql
             .validate(&self.rate_limit, &callers, &mut problems);
         self.redis.validate(&mut problems);
+        self.validate_telemetry(&mut problems);
 
         for (name, issuer) in &self.issuers {
             let key = format!("issuers.{name}");
@@ -868,6 +904,28 @@ impl Config {
             Ok(())
         } else {
             Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+impl Config {
+    fn validate_telemetry(&self, problems: &mut Vec<String>) {
+        let t = &self.telemetry;
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            problems.push(format!(
+                "telemetry.sample_ratio: must be between 0 and 1, got {}",
+                t.sample_ratio
+            ));
+        }
+        if let Some(url) = &t.otlp_endpoint
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            problems.push(format!(
+                "telemetry.otlp_endpoint: must be an http(s) URL of an OTLP/HTTP collector, got '{url}'"
+            ));
+        }
+        if t.service_name.trim().is_empty() {
+            problems.push("telemetry.service_name: must not be empty".to_owned());
         }
     }
 }
@@ -1019,6 +1077,20 @@ mod tests {
         .unwrap();
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("callers.c.operations"), "{err}");
+    }
+
+    #[test]
+    fn traces_are_off_by_default_and_a_bad_sample_ratio_is_refused_by_name() {
+        let config = Config::default();
+        assert!(config.telemetry.otlp_endpoint.is_none());
+        assert_eq!(config.http.shutdown_grace, Duration::from_secs(25));
+        let config = Config::from_toml(
+            "[telemetry]\notlp_endpoint = \"http://collector:4318\"\nsample_ratio = 1.5\n[http]\nshutdown_grace = \"5s\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.http.shutdown_grace, Duration::from_secs(5));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("telemetry.sample_ratio"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::resilience::{
     Breaker, BreakerState, Bulkheads, RetryBudget, RetrySettings, is_host_failure, retry_delay,
 };
 use crate::identity::{Access, TokenBroker};
+use tracing::Instrument;
 
 /// A GET against Graph: a relative URL built by [`super::GraphUrl`] (or a checked
 /// `@odata.nextLink`) plus whether it is an advanced directory query.
@@ -848,7 +849,10 @@ impl GraphClient {
             let outcome = match self.inner.tokens.token(access).await {
                 Ok(token) => {
                     let timeout = remaining.min(self.inner.timeout);
-                    match self.attempt(&build, route, &token.secret, timeout).await {
+                    match self
+                        .attempt(&build, route, &token.secret, timeout, attempt)
+                        .await
+                    {
                         Ok(response) => {
                             let left = deadline.saturating_duration_since(Instant::now());
                             match tokio::time::timeout(left.min(self.inner.timeout), read(response))
@@ -902,22 +906,43 @@ impl GraphClient {
     /// One HTTP exchange up to the response headers; a non-2xx answer becomes a typed
     /// error. The per-attempt timeout covers the headers only, so a streamed body is not
     /// cut short by it (buffered reads are bounded by the caller's deadline instead).
+    ///
+    /// Each attempt is a `graph.request` span (route template, never the URL: it holds ids
+    /// and query text). Its `client-request-id` is the trace id when tracing is on, so
+    /// Graph's logs and the trace meet; a fresh UUID otherwise.
     async fn attempt(
         &self,
         build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
         route: &str,
         token: &str,
         timeout: Duration,
+        attempt: u32,
     ) -> Result<reqwest::Response, GraphError> {
-        let client_request_id = uuid::Uuid::new_v4().to_string();
-        let sent = match tokio::time::timeout(
-            timeout,
-            build(&self.inner.http)
-                .bearer_auth(token)
-                .header("client-request-id", &client_request_id)
-                .send(),
-        )
-        .await
+        let (client, request) = build(&self.inner.http).bearer_auth(token).build_split();
+        let mut request = request.map_err(transport_error)?;
+        let method = request.method().clone();
+        let span = tracing::debug_span!(
+            "graph.request",
+            otel.name = format!("{method} {route}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            graph.route = route,
+            http.request.resend_count = attempt,
+            http.response.status_code = tracing::field::Empty,
+            graph.client_request_id = tracing::field::Empty,
+            graph.request_id = tracing::field::Empty,
+        );
+        let client_request_id = crate::telemetry::otel::trace_guid(&span)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        span.record("graph.client_request_id", client_request_id.as_str());
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(&client_request_id) {
+            request.headers_mut().insert("client-request-id", value);
+        }
+        let started = Instant::now();
+        let sent = match tokio::time::timeout(timeout, client.execute(request))
+            .instrument(span.clone())
+            .await
         {
             Ok(sent) => sent.map_err(transport_error),
             Err(_) => Err(GraphError::Timeout),
@@ -928,18 +953,33 @@ impl GraphClient {
             Err(_) => "error".to_owned(),
         };
         metrics::counter!("graph_requests_total", "route" => route.to_owned(), "status" => status.clone()).increment(1);
+        metrics::histogram!("graph_request_duration_seconds", "route" => route.to_owned())
+            .record(started.elapsed().as_secs_f64());
         if status == "429" {
             metrics::counter!("graph_throttled_total", "route" => route.to_owned()).increment(1);
         }
-        let response = sent?;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                return Err(e);
+            }
+        };
+        let request_id = response
+            .headers()
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        span.record("http.response.status_code", response.status().as_u16());
+        span.record("graph.request_id", request_id);
+        if !response.status().is_success() && !response.status().is_redirection() {
+            span.record("otel.status_code", "ERROR");
+        }
         tracing::debug!(
+            parent: &span,
             status = response.status().as_u16(),
             client_request_id,
-            request_id = response
-                .headers()
-                .get("request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
+            request_id,
             "graph call"
         );
         check_status(response).await

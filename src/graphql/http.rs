@@ -232,7 +232,14 @@ pub async fn handler(
     };
     match run(&state, &method, &headers, query, body, media).await {
         Ok(response) => response,
-        Err(refusal) => refusal.into_response(media),
+        Err(refusal) => {
+            // Executed operations are counted by the schema's observer; these never ran.
+            crate::telemetry::record_graphql_operation(
+                Some(crate::telemetry::UNPARSED_OPERATION),
+                crate::telemetry::GraphqlOutcome::Rejected,
+            );
+            refusal.into_response(media)
+        }
     }
 }
 

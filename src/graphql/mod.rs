@@ -45,6 +45,9 @@ pub fn build_schema() -> GatewaySchema {
 /// execution with its own code; async-graphql's depth limit stays as a second line.
 pub fn build_schema_for(config: &Config) -> GatewaySchema {
     let builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        // The observer first: its operation span is the parent of the engine's spans.
+        .extension(crate::telemetry::GraphqlObserver)
+        .extension(async_graphql::extensions::Tracing)
         .extension(http::ExecutionStarted)
         .limit_depth(config.graphql.max_depth)
         .limit_recursive_depth(32);

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::graph::{GraphClient, GraphError, GraphGet};
 use crate::identity::Access;
@@ -88,7 +89,14 @@ impl GraphBatcher {
         let graph = self.graph.clone();
         let access = self.access.clone();
         let deadline = self.deadline;
-        tokio::spawn(async move {
+        // The round's span, a child of the resolver that led it (the task would otherwise
+        // lose the request's trace); its Graph calls are children of it.
+        let span = tracing::debug_span!(
+            "graph.batch",
+            graph.batch.keys = waiters.len(),
+            graph.batch.unique = tracing::field::Empty,
+        );
+        let round = async move {
             let mut unique: Vec<GraphGet> = Vec::new();
             let mut index: HashMap<GraphGet, usize> = HashMap::new();
             for (key, _) in &waiters {
@@ -97,11 +105,13 @@ impl GraphBatcher {
                     unique.len() - 1
                 });
             }
+            tracing::Span::current().record("graph.batch.unique", unique.len());
             let results = graph.get_many(&access, &unique, deadline).await;
             for (key, reply) in waiters {
                 let _ = reply.send(results[index[&key]].clone());
             }
-        });
+        };
+        tokio::spawn(round.instrument(span));
     }
 }
 

@@ -99,6 +99,14 @@ fn every_gateway_service_in_compose_passes_check_config_as_composed() {
                     .collect()
             })
             .unwrap_or_default();
+        // Traces go to the collector of the same compose project.
+        assert_eq!(
+            environment
+                .get("M365GW_TELEMETRY__OTLP_ENDPOINT")
+                .map(String::as_str),
+            Some("http://otel-collector:4318"),
+            "{name}"
+        );
         let output = gateway()
             .arg("check-config")
             .arg("--config")

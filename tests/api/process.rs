@@ -1,8 +1,9 @@
 //! The gateway as its own process (the real binary), configured against an emulator that
-//! runs in the test process: for tests that measure the gateway's own memory.
+//! runs in the test process: for tests that measure the gateway's own memory, or need
+//! process-wide things of their own (signals, exit codes, the global trace exporter).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use graph_emulator::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RunningEmulator};
@@ -20,6 +21,16 @@ impl GatewayProcess {
     /// Starts the gateway against `emulator` with the test HS256 issuer and `caller` (a TOML
     /// `[callers.<name>]` section whose issuer is `tests`), and waits until it answers.
     pub async fn start(emulator: &RunningEmulator, caller: &str) -> GatewayProcess {
+        Self::start_with(emulator, caller, "").await
+    }
+
+    /// [`GatewayProcess::start`] with more TOML appended (further tables: `[telemetry]`,
+    /// `[http]`…).
+    pub async fn start_with(
+        emulator: &RunningEmulator,
+        caller: &str,
+        extra: &str,
+    ) -> GatewayProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -48,6 +59,7 @@ kind = "hs256"
 secret = "{TEST_SECRET}"
 client_claim = "azp"
 {caller}
+{extra}
 "#,
                 graph = emulator.graph_url(),
                 authority = emulator.base_url(),
@@ -63,7 +75,8 @@ client_claim = "azp"
             .env("NO_COLOR", "1")
             .current_dir(&dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Kept for a failing test to show (see `stderr`).
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
             .spawn()
             .unwrap();
         let gateway = GatewayProcess {
@@ -86,6 +99,35 @@ client_claim = "azp"
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         gateway
+    }
+
+    /// What the process wrote to stderr so far (its logs).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping the container does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; `None` if it is still running.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if started.elapsed() > limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `VmRSS` (resident now) or `VmHWM` (peak) of the process, in bytes.
