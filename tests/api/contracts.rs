@@ -154,3 +154,100 @@ fn every_operation_documents_the_errors_any_route_can_answer() {
         "undocumented error answers: {missing:#?}"
     );
 }
+
+/// True when `openapi.yaml` lets `method path` answer `status` with `content_type`: a
+/// documented media type equal to it, or a range (`*/*`, `text/*`) covering it.
+fn documents_media_type(
+    doc: &serde_json::Value,
+    method: &str,
+    path: &str,
+    status: &str,
+    content_type: &str,
+) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let (kind, _) = essence.split_once('/').expect("a media type");
+    let content = &doc["paths"][path][method]["responses"][status]["content"];
+    content.as_object().is_some_and(|types| {
+        types
+            .keys()
+            .any(|t| t == essence || t == "*/*" || *t == format!("{kind}/*"))
+    })
+}
+
+// schemathesis: an attachment's content came back as text/csv (and a file's as
+// application/pdf) while the contract said application/octet-stream only. Downloads keep
+// the file's own type on purpose, so the contract must allow any.
+#[tokio::test]
+async fn downloads_keep_the_files_own_content_type_and_the_contract_allows_it() {
+    let app = crate::helpers::spawn_app().await;
+    let doc = openapi();
+    let encode = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let fetch_type = |url: String| {
+        let request = app.http.get(url).bearer_auth(&app.token);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+
+    let (status, files) = app.get("/api/v1/drives/me/root/children").await;
+    assert_eq!(status, 200, "{files}");
+    let pdf = files["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["name"].as_str().is_some_and(|n| n.ends_with(".pdf")))
+        .expect("the demo OneDrive holds a PDF");
+    let file_type = fetch_type(format!(
+        "{}/api/v1/drives/me/items/{}/content",
+        app.base,
+        encode(pdf["id"].as_str().unwrap())
+    ))
+    .await;
+    assert_eq!(file_type, "application/pdf");
+    assert!(
+        documents_media_type(
+            &doc,
+            "get",
+            "/api/v1/drives/{drive}/items/{item}/content",
+            "200",
+            &file_type
+        ),
+        "a file download answers {file_type}, which openapi.yaml does not allow"
+    );
+
+    let (status, messages) = app
+        .get("/api/v1/users/me/messages?folder=inbox&has_attachments=true&expand=attachments&limit=5")
+        .await;
+    assert_eq!(status, 200, "{messages}");
+    let message = &messages["data"][0];
+    let attachment = &message["attachments"][0];
+    let attachment_type = fetch_type(format!(
+        "{}/api/v1/users/me/messages/{}/attachments/{}/content",
+        app.base,
+        encode(message["id"].as_str().unwrap()),
+        encode(attachment["id"].as_str().unwrap())
+    ))
+    .await;
+    assert_eq!(
+        Some(attachment_type.as_str()),
+        attachment["content_type"].as_str()
+    );
+    assert_ne!(attachment_type, "application/octet-stream");
+    assert!(
+        documents_media_type(
+            &doc,
+            "get",
+            "/api/v1/users/{id}/messages/{message}/attachments/{attachment}/content",
+            "200",
+            &attachment_type
+        ),
+        "an attachment download answers {attachment_type}, which openapi.yaml does not allow"
+    );
+}
