@@ -337,8 +337,8 @@ async fn spool(
     params(("drive" = String, Path, description = "Drive reference"), ("item" = String, Path, description = "File id"),
         ("Range" = Option<String>, Header, description = "One byte range, e.g. bytes=0-1023")),
     responses(
-        (status = 200, description = "The file, with Content-Type, Content-Length and ETag", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "The requested range, with Content-Range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The file, with Content-Type, Content-Length and ETag", content_type = "*/*"),
+        (status = 206, description = "The requested range, with Content-Range", content_type = "*/*"),
         (status = 400, description = "A folder (BAD_USER_INPUT)", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
         (status = 416, description = "Range outside the file (RANGE_NOT_SATISFIABLE; Content-Range: bytes */size)", body = ErrorBody),
@@ -370,8 +370,8 @@ pub async fn download(
     params(("token" = String, Path, description = "The signed link token"),
         ("Range" = Option<String>, Header, description = "One byte range")),
     responses(
-        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The file", content_type = "*/*"),
+        (status = 206, description = "The requested range", content_type = "*/*"),
         (status = 404, description = "Invalid or expired link (NOT_FOUND)", body = ErrorBody),
         (status = 416, description = "RANGE_NOT_SATISFIABLE", body = ErrorBody),
     ))]

@@ -285,7 +285,7 @@ pub(super) fn content_disposition(name: &str) -> HeaderValue {
 #[utoipa::path(get, path = "/api/v1/users/{id}/messages/{message}/attachments/{attachment}/content", tag = "mail",
     params(("id" = String, Path, description = "Mailbox"), ("message" = String, Path, description = "Message id"), ("attachment" = String, Path, description = "Attachment id")),
     responses(
-        (status = 200, description = "The file, with its Content-Type and Content-Length", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The file, with its Content-Type and Content-Length", content_type = "*/*"),
         (status = 400, description = "Not a file attachment (BAD_USER_INPUT)", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),

@@ -14,11 +14,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::AuthError;
+use crate::service::files::ItemOrder;
+use crate::service::mail::MessageOrder;
 use crate::service::{Page, ServiceError, Session};
 
 pub fn router() -> Router<AppState> {
@@ -117,8 +121,10 @@ pub fn openapi_yaml() -> String {
         connect::create_connect_link,
         connect::revoke_connection,
     ),
-    components(schemas(ErrorBody, ErrorDetail)),
-    modifiers(&BearerAuth),
+    // Enums used only as query parameters are referred to by name but not collected by
+    // utoipa; without them here the references point nowhere.
+    components(schemas(ErrorBody, ErrorDetail, ItemOrder, MessageOrder)),
+    modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = []))
 )]
 struct ApiDoc;
@@ -138,6 +144,92 @@ impl Modify for BearerAuth {
             ),
         );
     }
+}
+
+/// What every route answers or OpenAPI requires, added to each operation once rather than
+/// repeated in every annotation (an annotation's own entry for a status is kept):
+///
+/// - 400 `BAD_USER_INPUT`: a malformed path segment, query string, header or body is refused
+///   before the handler runs (`render_errors` gives axum's rejections the error body).
+/// - 401 `UNAUTHENTICATED` and 403 `FORBIDDEN` on every route that takes a bearer token:
+///   no or a bad token, and an operation or resource outside the caller's policy.
+/// - 404 `NOT_FOUND` on every route that names something in its path.
+/// - A description on every response: OpenAPI requires one, and utoipa leaves it out when
+///   the annotation gives none, so the status's reason phrase stands in.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let names_something = path.contains('{');
+            for operation in operations_mut(item) {
+                // `security(())` in an annotation, one empty requirement: no token taken.
+                let takes_token = !operation
+                    .security
+                    .as_ref()
+                    .is_some_and(|s| s.contains(&SecurityRequirement::default()));
+                let mut common = vec![(StatusCode::BAD_REQUEST, "BAD_USER_INPUT")];
+                if takes_token {
+                    common.push((StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"));
+                    common.push((StatusCode::FORBIDDEN, "FORBIDDEN"));
+                }
+                if names_something {
+                    common.push((StatusCode::NOT_FOUND, "NOT_FOUND"));
+                }
+                let responses = &mut operation.responses.responses;
+                for (status, code) in common {
+                    responses
+                        .entry(status.as_str().to_owned())
+                        .or_insert_with(|| error_response_doc(code));
+                }
+                for (status, response) in responses.iter_mut() {
+                    if let RefOr::T(response) = response
+                        && response.description.is_empty()
+                    {
+                        response.description = status
+                            .parse::<u16>()
+                            .ok()
+                            .and_then(|s| StatusCode::from_u16(s).ok())
+                            .and_then(|s| s.canonical_reason())
+                            .unwrap_or("Response")
+                            .to_owned();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every operation of a path, whatever its method.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+        &mut item.query,
+    ]
+    .into_iter()
+    .flatten()
+    .chain(item.additional_operations.values_mut())
+}
+
+/// A documented error answer: the code as its description, the error body as JSON.
+fn error_response_doc(code: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(code)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
 /// Page size of lists when `limit` is not given.
