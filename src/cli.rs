@@ -37,6 +37,9 @@ pub enum Command {
     Schema,
     /// Print the OpenAPI document of the REST API (checked in as openapi.yaml).
     Openapi,
+    /// Print the configuration reference (every key, default and environment variable) as
+    /// the Markdown table in the README.
+    ConfigReference,
     /// Load and validate a configuration, explain every problem, exit non-zero on error.
     CheckConfig(ConfigArg),
     /// Ask a running gateway whether it is live (`GET /healthz`); exit 0 if so, 1 if not.
@@ -116,6 +119,10 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Some(Command::Openapi) => {
             print!("{}", crate::rest::openapi_yaml());
+            ExitCode::SUCCESS
+        }
+        Some(Command::ConfigReference) => {
+            println!("{}", crate::config::reference::markdown());
             ExitCode::SUCCESS
         }
         Some(Command::CheckConfig(args)) => check_config(args),

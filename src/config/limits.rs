@@ -10,7 +10,7 @@ use super::Secret;
 
 /// GraphQL operation limits and trusted documents. Every limit is checked before the
 /// operation runs, so a refused operation costs no Graph call.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GraphqlConfig {
     /// Deepest nesting of fields (`{ me { manager { id } } }` is 3).
@@ -65,7 +65,7 @@ pub const BATCH_CEILING: usize = 10;
 
 /// Per-caller token buckets: one for requests, one for GraphQL cost. Shared across
 /// replicas through Redis when `redis.url` is set.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Turn rate limiting on.
@@ -94,7 +94,7 @@ impl Default for RateLimitConfig {
 }
 
 /// Redis, optional: shared rate limits across replicas.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://host:6379` (or `rediss://` for TLS). Unset: everything stays in memory.

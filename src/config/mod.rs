@@ -11,6 +11,7 @@
 
 mod duration;
 mod limits;
+pub mod reference;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,19 @@ use url::Url;
 
 pub use limits::{BATCH_CEILING, GraphqlConfig, RateLimitConfig, RedisConfig};
 pub use secret::Secret;
+
+/// How durations are written in the configuration (`30s`, `5m`, `12h`), for the reference.
+pub(crate) struct DurationText;
+
+impl schemars::JsonSchema for DurationText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "duration" })
+    }
+}
 
 /// Issuer name and key used by the embedded default. The key is public on purpose: the
 /// dev issuer is only ever enabled while the gateway talks to the built-in emulator, which
@@ -53,12 +67,13 @@ pub const OPERATIONS: &[&str] = &[
     "subscriptions.manage",
 ];
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the gateway listens on.
     pub listen: SocketAddr,
-    /// Production mode: refuses the dev issuer and the emulator, turns GraphiQL off.
+    /// Production mode: refuses the dev issuer and the emulator, turns GraphiQL, field
+    /// suggestions and introspection (but for `graphql.introspection_callers`) off.
     pub production: bool,
     /// The gateway's address as browsers and Entra ID reach it (connect flow redirect URI).
     /// Default: `http://{listen}`.
@@ -111,7 +126,7 @@ impl Default for Config {
 }
 
 /// Where Microsoft Graph and Entra ID are, and the gateway's own app registration.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GraphConfig {
     /// Graph root including the API version.
@@ -128,6 +143,7 @@ pub struct GraphConfig {
     pub certificate: Option<CertificateConfig>,
     /// Timeout of one Graph HTTP attempt.
     #[serde(with = "duration")]
+    #[schemars(with = "crate::config::DurationText")]
     pub timeout: Duration,
     /// Items per `$batch` request (Graph allows at most 20).
     pub batch_size: usize,
@@ -143,7 +159,7 @@ pub struct GraphConfig {
 }
 
 /// Files (OneDrive and SharePoint document libraries).
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilesConfig {
     /// Size of one upload-session chunk: a multiple of 320 KiB (327,680 bytes), at most
@@ -154,9 +170,11 @@ pub struct FilesConfig {
     /// Longest time one upload or download through the gateway may take (instead of
     /// `http.request_timeout`).
     #[serde(with = "duration")]
+    #[schemars(with = "crate::config::DurationText")]
     pub transfer_timeout: Duration,
     /// Lifetime of the signed download links on `DriveItem.downloadUrl`.
     #[serde(with = "duration")]
+    #[schemars(with = "crate::config::DurationText")]
     pub link_ttl: Duration,
     /// Key sealing those links: base64 of 32 bytes. Unset: a random key per process, so a
     /// link works only on the replica that issued it; set the same key on every replica.
@@ -179,16 +197,18 @@ impl Default for FilesConfig {
 }
 
 /// Retries, retry budget and circuit breaker of the Graph client.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
     /// Retries after the first attempt (idempotent calls only).
     pub max_retries: u32,
     /// Longest `Retry-After` waited for; a longer one fails fast with `UPSTREAM_THROTTLED`.
     #[serde(with = "duration")]
+    #[schemars(with = "crate::config::DurationText")]
     pub max_retry_after: Duration,
     /// First backoff when Graph sends no `Retry-After` (doubles, full jitter).
     #[serde(with = "duration")]
+    #[schemars(with = "crate::config::DurationText")]
     pub base_backoff: Duration,
     /// Retries may add at most this share of the requests of the last 10 s…
     pub budget_ratio: f64,
@@ -198,6 +218,7 @@ pub struct RetryConfig {
     pub breaker_failures: u32,
     /// How long the breaker stays open before one probe may go.
     #[serde(with = "duration")]
+    #[schemars(with = "crate::config::DurationText")]
     pub breaker_open_for: Duration,
     /// Concurrent calls per mailbox on Outlook routes (Outlook allows 4 per app and mailbox).
     pub per_mailbox_concurrency: usize,
@@ -257,7 +278,7 @@ impl GraphConfig {
 
 /// A certificate registered on the gateway's app registration (Entra ID "Certificates &
 /// secrets"). The private key signs the client assertion; the certificate gives its thumbprint.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateConfig {
     /// PEM file with the RSA private key (PKCS#8 or PKCS#1).
@@ -281,12 +302,13 @@ fn default_thumbprint() -> String {
 }
 
 /// Policy resolution settings.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// How often callers' resource lists (users, `group:` memberships) are re-resolved
     /// through the directory.
     #[serde(with = "duration")]
+    #[schemars(with = "crate::config::DurationText")]
     pub refresh: Duration,
 }
 
@@ -299,7 +321,7 @@ impl Default for PolicyConfig {
 }
 
 /// The built-in emulator used when no Microsoft credentials are configured.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmulatorConfig {
     /// Where the embedded emulator listens (default: an ephemeral loopback port).
@@ -310,6 +332,7 @@ pub struct EmulatorConfig {
     pub seed: u64,
     /// Latency the emulator adds to every Graph request (for demos and benchmarks).
     #[serde(with = "duration")]
+    #[schemars(with = "crate::config::DurationText")]
     pub latency: Duration,
 }
 
@@ -325,11 +348,12 @@ impl Default for EmulatorConfig {
 }
 
 /// Response cache (moka, in memory).
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// How long a successful Graph GET is served from the cache.
     #[serde(with = "duration")]
+    #[schemars(with = "crate::config::DurationText")]
     pub ttl: Duration,
     /// Upper bound of the cache, in bytes of response bodies.
     pub max_bytes: u64,
@@ -344,14 +368,14 @@ impl Default for CacheConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GraphiqlConfig {
     /// Serve GraphiQL at `/graphiql`. Default: on, except in production mode.
     pub enabled: Option<bool>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Largest request body accepted (JSON, GraphQL documents).
@@ -361,6 +385,7 @@ pub struct HttpConfig {
     pub upload_limit_bytes: usize,
     /// Deadline of one inbound request.
     #[serde(with = "duration")]
+    #[schemars(with = "crate::config::DurationText")]
     pub request_timeout: Duration,
     /// Largest bearer token accepted, in bytes (bigger ones are refused before parsing).
     pub max_token_bytes: usize,
@@ -374,6 +399,7 @@ pub struct HttpConfig {
     /// process exits when they have, or when this has passed. Keep it below the
     /// orchestrator's own kill timeout (Kubernetes: `terminationGracePeriodSeconds`, 30 s).
     #[serde(with = "duration")]
+    #[schemars(with = "crate::config::DurationText")]
     pub shutdown_grace: Duration,
 }
 
@@ -394,7 +420,7 @@ impl Default for HttpConfig {
 /// OpenTelemetry traces, exported over OTLP/HTTP (protobuf) to a collector. Spans carry
 /// route templates, methods, statuses and GraphQL operation names, never bodies, tokens,
 /// query strings or user ids.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// Base URL of an OTLP/HTTP collector, e.g. `http://otel-collector:4318`; spans are
@@ -417,7 +443,7 @@ impl Default for TelemetryConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `pretty` for people, `json` for log pipelines.
@@ -435,7 +461,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Pretty,
@@ -444,7 +470,7 @@ pub enum LogFormat {
 
 /// A trusted token issuer. (No `deny_unknown_fields` here: serde cannot combine it with
 /// `flatten`; the flattened [`IssuerKey`] refuses unknown keys instead.)
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct IssuerConfig {
     /// Expected `iss` claim.
     pub issuer: String,
@@ -458,6 +484,7 @@ pub struct IssuerConfig {
     pub client_claim: String,
     /// Clock skew tolerated on `exp`/`nbf`.
     #[serde(default = "default_leeway", with = "duration")]
+    #[schemars(with = "crate::config::DurationText")]
     pub leeway: Duration,
 }
 
@@ -470,17 +497,24 @@ fn default_leeway() -> Duration {
 }
 
 /// Key material of an issuer. The algorithm allow-list lives here, never in the token.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum IssuerKey {
     /// HMAC-SHA256 with a shared secret of at least 32 bytes.
-    Hs256 { secret: Secret },
+    Hs256 {
+        /// The shared HMAC secret, at least 32 bytes.
+        secret: Secret,
+    },
     /// RS256 / ES256 keys published at a JWKS URL (fetched at start, refreshed in the background).
     Jwks {
+        /// Where the issuer publishes its signing keys (https).
         jwks_url: Url,
+        /// Signature algorithms accepted (`RS256`, `ES256`); never taken from the token.
         #[serde(default = "default_jwks_algorithms")]
         algorithms: Vec<String>,
+        /// How often the keys are fetched again (an unknown `kid` also triggers a fetch).
         #[serde(default = "default_jwks_refresh", with = "duration")]
+        #[schemars(with = "crate::config::DurationText")]
         refresh: Duration,
     },
 }
@@ -494,7 +528,7 @@ fn default_jwks_refresh() -> Duration {
 }
 
 /// How a caller's requests reach Graph.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CallerMode {
     /// The gateway's own app-only token; the gateway's policy is the only fence.
@@ -507,7 +541,7 @@ pub enum CallerMode {
     Connected,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallerConfig {
     /// Name of the issuer (a key of `issuers`) whose tokens identify this caller.

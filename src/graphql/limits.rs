@@ -299,11 +299,11 @@ pub fn analyze(
         return Err(LimitError::RootFields(limits.max_root_fields));
     }
     let measure = walker.measure(&operation.selection_set.node, Some(root.as_str()))?;
-    if walker.aliases > limits.max_aliases {
-        return Err(LimitError::Aliases(limits.max_aliases));
-    }
     if measure.selections > MAX_SELECTIONS {
         return Err(LimitError::Selections(MAX_SELECTIONS));
+    }
+    if walker.aliases > limits.max_aliases {
+        return Err(LimitError::Aliases(limits.max_aliases));
     }
     if measure.depth > limits.max_depth {
         return Err(LimitError::Depth(limits.max_depth));

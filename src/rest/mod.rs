@@ -152,7 +152,8 @@ impl Modify for BearerAuth {
 /// - 400 `BAD_USER_INPUT`: a malformed path segment, query string, header or body is refused
 ///   before the handler runs (`render_errors` gives axum's rejections the error body).
 /// - 401 `UNAUTHENTICATED` and 403 `FORBIDDEN` on every route that takes a bearer token:
-///   no or a bad token, and an operation or resource outside the caller's policy.
+///   no or a bad token, and an operation or resource outside the caller's policy; and 429
+///   `RATE_LIMITED` there too: the caller's own rate limit.
 /// - 404 `NOT_FOUND` on every route that names something in its path.
 /// - A description on every response: OpenAPI requires one, and utoipa leaves it out when
 ///   the annotation gives none, so the status's reason phrase stands in.
@@ -172,6 +173,7 @@ impl Modify for CommonResponses {
                 if takes_token {
                     common.push((StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"));
                     common.push((StatusCode::FORBIDDEN, "FORBIDDEN"));
+                    common.push((StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"));
                 }
                 if names_something {
                     common.push((StatusCode::NOT_FOUND, "NOT_FOUND"));

@@ -25,12 +25,13 @@ use super::cipher::{decode_key, is_placeholder_key, valid_key_id};
 pub const DEFAULT_URL: &str = "sqlite://.m365gw/gateway.db";
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `sqlite://path/to/file.db` (created if missing, WAL, busy timeout 5s, foreign keys on)
     /// or `postgres://…`.
     pub url: String,
+    /// Connections in the pool.
     pub max_connections: u32,
     pub encryption: EncryptionConfig,
 }
@@ -45,7 +46,7 @@ impl Default for StoreConfig {
     }
 }
 
-#[derive(Clone, Default, Deserialize, Serialize)]
+#[derive(Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EncryptionConfig {
     /// Key id → base64 of 32 random bytes. Old keys stay listed so old rows can be read.

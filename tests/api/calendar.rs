@@ -598,7 +598,7 @@ async fn a_calendar_outside_the_callers_policy_is_forbidden_with_zero_graph_call
     let (_, body) = app
         .graphql_as(
             Some(&token),
-            "{ user(id: \"tamsin.greaves@kestrelridge.example\") { contacts { nodes { id } } } }",
+            "{ user(id: \"tamsin.greaves@kestrelridge.example\") { contacts(first: 10) { nodes { id } } } }",
             json!({}),
         )
         .await;

@@ -28,7 +28,7 @@ async fn contacts_are_listed_searched_created_updated_and_deleted() {
     let (_, body) = app
         .graphql_as(
             Some(&app.token),
-            "query($q: String!) { me { contacts(search: $q) { nodes { id displayName } } } }",
+            "query($q: String!) { me { contacts(search: $q, first: 25) { nodes { id displayName } } } }",
             json!({ "q": word }),
         )
         .await;

@@ -28,6 +28,23 @@ fn the_checked_in_openapi_document_matches_the_code() {
 }
 
 #[test]
+fn the_readme_configuration_reference_matches_the_config_types() {
+    use m365_gateway::config::reference::{END_MARKER, START_MARKER, markdown};
+    let readme = include_str!("../../README.md");
+    let start = readme.find(START_MARKER).expect("README has the reference");
+    let end = readme
+        .find(END_MARKER)
+        .expect("README has the reference's end")
+        + END_MARKER.len();
+    assert_same(
+        &readme[start..end],
+        &markdown(),
+        "README.md (configuration reference)",
+        "paste the output of `cargo run -- config-reference` between the markers",
+    );
+}
+
+#[test]
 fn every_rest_route_is_documented() {
     let doc = m365_gateway::rest::openapi_yaml();
     for route in [
