@@ -471,6 +471,12 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         .get::<axum::extract::MatchedPath>()
         .map_or("unmatched", |r| r.as_str());
     let method = request.method().as_str();
+    // Set by `SetRequestIdLayer` (outside this one): every log line of the request has it.
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let span = tracing::debug_span!(
         "request",
         otel.name = format!("{method} {route}"),
@@ -478,6 +484,9 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         http.request.method = method,
         http.route = route,
         http.response.status_code = tracing::field::Empty,
+        request_id,
+        // Recorded once the token is checked (`telemetry::record_caller`).
+        caller = tracing::field::Empty,
     );
     crate::telemetry::otel::adopt_remote_parent(&span, request.headers());
     span

@@ -219,6 +219,11 @@ pub(crate) fn operation_label(name: Option<&str>) -> String {
     }
 }
 
+/// Names the authenticated caller on the request's span, so its log lines say who called.
+pub fn record_caller(name: &str) {
+    tracing::Span::current().record("caller", name);
+}
+
 /// Counts one request refused by the rate limiter (`gateway_rate_limited_total`): `caller`
 /// is the caller's configured name (or `anonymous`), `kind` which limit it hit.
 pub fn record_rate_limited(caller: &str, kind: &str) {

@@ -17,6 +17,9 @@ use serde_json::json;
 
 use helpers::{INTRANET_SECRET, TEST_SECRET, obo_setup, spawn_app, user_token};
 
+/// Subject and body of a message sent during the run: mail content must never be logged.
+const BODY_MARKER: &str = "quarterly-numbers-confidential-7c41";
+
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
@@ -93,6 +96,29 @@ async fn no_log_line_contains_a_token_or_a_secret() {
         .status();
     assert_eq!(status, 200);
 
+    // Message bodies are content, not diagnostics; hostile documents are refused quietly.
+    let sent = app
+        .graphql_data(&format!(
+            "mutation {{ sendMail(mailbox: \"me\", message: {{ subject: \"{BODY_MARKER}\", body: \"{BODY_MARKER}\", to: [\"{}\"] }}) {{ accepted }} }}",
+            graph_emulator::DEMO_USER_UPN
+        ))
+        .await;
+    assert_eq!(sent["sendMail"]["accepted"], true);
+    let deep = format!(
+        "{{ me {{ {} id {} }} }}",
+        "manager {".repeat(40),
+        "}".repeat(40)
+    );
+    let aliases: String = (0..100).map(|i| format!("a{i}: me {{ id }} ")).collect();
+    for document in [
+        deep,
+        format!("{{ {aliases} }}"),
+        format!("{{ me {{ {} }} }}", "id ".repeat(20_000)),
+    ] {
+        let (status, _) = app.graphql_as(Some(&app.token), &document, json!({})).await;
+        assert_eq!(status, 200);
+    }
+
     // On-behalf-of, including a claims challenge.
     let (emu, obo) = obo_setup(&["users.read"]).await;
     for upn in [graph_emulator::DEMO_USER_UPN, MFA_USER_UPN] {
@@ -103,6 +129,15 @@ async fn no_log_line_contains_a_token_or_a_secret() {
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.len() > 1000, "nothing was captured: {logs}");
+    // Every request's lines say which request and which caller they belong to.
+    assert!(
+        logs.contains("caller=\"demo\""),
+        "no caller on the request span"
+    );
+    assert!(
+        logs.contains("request_id="),
+        "no request id on the request span"
+    );
     // Tokens (`eyJ…`), configured secrets, and the form fields that carry grants.
     for secret in [
         "eyJ",
@@ -115,6 +150,7 @@ async fn no_log_line_contains_a_token_or_a_secret() {
         "refresh_token=",
         "tempauth",
         &link_token,
+        BODY_MARKER,
     ] {
         if let Some(at) = logs.find(secret) {
             let line = logs[..at].rfind('\n').map(|s| s + 1).unwrap_or(0);

@@ -370,7 +370,10 @@ fn check_content_type(content_type: &str, headers: &HeaderMap) -> Result<(), Ref
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, Refusal> {
     let auth = state.auth.load_full();
     match auth.authenticate(headers).await {
-        Ok(caller) => Ok(caller),
+        Ok(caller) => {
+            crate::telemetry::record_caller(&caller.name);
+            Ok(caller)
+        }
         Err(AuthError::Duplicate) => Err(Refusal::bad_request(
             "send exactly one Authorization header",
         )),

@@ -536,6 +536,7 @@ async fn caller_of(parts: &Parts, state: &AppState) -> Result<crate::auth::Calle
     let auth = state.auth.load_full();
     match auth.authenticate(&parts.headers).await {
         Ok(caller) => {
+            crate::telemetry::record_caller(&caller.name);
             state
                 .rate
                 .check(&caller.name, crate::rate_limit::Kind::Requests, 1)
