@@ -95,7 +95,8 @@ enum Accepted {
 }
 
 /// Content negotiation: the supported type with the highest `q`, the GraphQL response type
-/// winning ties. No `Accept` header means `application/json` (the spec's legacy rule).
+/// winning ties; a page when `text/html` is preferred to both. No `Accept` header means
+/// `application/json` (the spec's legacy rule).
 fn accepted(headers: &HeaderMap) -> Accepted {
     let values: Vec<&str> = headers
         .get_all(header::ACCEPT)
@@ -106,7 +107,8 @@ fn accepted(headers: &HeaderMap) -> Accepted {
         return Accepted::Media(Media::Json);
     }
     let mut best: Option<(f32, Media)> = None;
-    let mut html = false;
+    // The `q` of `text/html`: a browser (`text/html,…,*/*;q=0.8`) prefers a page.
+    let mut html: Option<f32> = None;
     for range in values.iter().flat_map(|v| v.split(',')) {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
@@ -118,7 +120,7 @@ fn accepted(headers: &HeaderMap) -> Accepted {
             "application/graphql-response+json" => Media::GraphqlResponse,
             "application/json" | "application/*" | "*/*" => Media::Json,
             "text/html" => {
-                html = true;
+                html = Some(q);
                 continue;
             }
             _ => continue,
@@ -139,10 +141,11 @@ fn accepted(headers: &HeaderMap) -> Accepted {
             best = Some((q, candidate));
         }
     }
-    match best {
-        Some((_, media)) => Accepted::Media(media),
-        None if html => Accepted::Html,
-        None => Accepted::None,
+    match (best, html) {
+        (Some((q, _)), Some(html_q)) if html_q > q => Accepted::Html,
+        (Some((_, media)), _) => Accepted::Media(media),
+        (None, Some(q)) if q > 0.0 => Accepted::Html,
+        (None, _) => Accepted::None,
     }
 }
 
@@ -820,5 +823,14 @@ mod tests {
             Some(Media::Json)
         );
         assert_eq!(accept("image/png"), None);
+        // A browser's navigation asks for a page first; GraphiQL's fetches ask for JSON.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            ),
+        );
+        assert!(matches!(accepted(&headers), Accepted::Html));
     }
 }
