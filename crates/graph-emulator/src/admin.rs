@@ -377,10 +377,15 @@ struct AdvanceRequest {
 }
 
 /// `POST /_emulator/clock/advance` with `{"seconds": n}`: moves the subscription clock.
-pub(crate) async fn advance_clock(State(emulator): State<Emulator>, body: Bytes) -> impl IntoResponse {
+pub(crate) async fn advance_clock(
+    State(emulator): State<Emulator>,
+    body: Bytes,
+) -> impl IntoResponse {
     match serde_json::from_slice::<AdvanceRequest>(&body) {
         Ok(r) => {
-            emulator.advance_clock(std::time::Duration::from_secs(r.seconds.max(0).unsigned_abs()));
+            emulator.advance_clock(std::time::Duration::from_secs(
+                r.seconds.max(0).unsigned_abs(),
+            ));
             (StatusCode::NO_CONTENT, Json(serde_json::json!(null))).into_response()
         }
         Err(err) => (

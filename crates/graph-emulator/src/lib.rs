@@ -465,10 +465,7 @@ impl Emulator {
                 "/_emulator/mail/expire-delta-tokens",
                 post(graph::expire_delta_tokens),
             )
-            .route(
-                "/_emulator/subscriptions",
-                get(admin::list_subscriptions),
-            )
+            .route("/_emulator/subscriptions", get(admin::list_subscriptions))
             .route(
                 "/_emulator/subscriptions/deliveries",
                 get(admin::list_deliveries),

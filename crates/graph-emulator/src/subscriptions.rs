@@ -191,9 +191,8 @@ impl Subscription {
 
 /// `2016-11-20T18:23:45.9356913Z`: seven fractional digits, as Graph echoes expiry times.
 pub(crate) fn graph_time(t: OffsetDateTime) -> String {
-    let fmt = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z"
-    );
+    let fmt =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z");
     t.to_offset(time::UtcOffset::UTC)
         .format(&fmt)
         .unwrap_or_else(|_| "1970-01-01T00:00:00.0000000Z".to_string())
@@ -409,7 +408,8 @@ pub(crate) fn deliver(emulator: &Emulator, kind: &str, url: String, ids: Vec<Str
 }
 
 /// Lifecycle events the admin surface can trigger (§10.6).
-pub const LIFECYCLE_EVENTS: [&str; 3] = ["reauthorizationRequired", "subscriptionRemoved", "missed"];
+pub const LIFECYCLE_EVENTS: [&str; 3] =
+    ["reauthorizationRequired", "subscriptionRemoved", "missed"];
 
 /// Sends a lifecycle notification for subscription `id`; `subscriptionRemoved` also deletes
 /// it. `Err` names what is wrong (unknown subscription or event, no lifecycle URL).
@@ -435,7 +435,9 @@ pub(crate) fn trigger_lifecycle(emulator: &Emulator, id: &str, event: &str) -> R
         sub
     };
     let Some(url) = sub.lifecycle_url.clone() else {
-        return Err(format!("subscription '{id}' has no lifecycleNotificationUrl"));
+        return Err(format!(
+            "subscription '{id}' has no lifecycleNotificationUrl"
+        ));
     };
     let body = json!({"value": [{
         "subscriptionId": sub.id,

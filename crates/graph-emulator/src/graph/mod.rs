@@ -38,8 +38,8 @@ use routes::Route;
 
 pub(crate) use faults::{MailboxLimiter, canonical_mailbox};
 pub(crate) use files::wire as files_wire;
-pub(crate) use subscriptions::notify_changes;
 pub(crate) use mail::{expire_delta_tokens, expire_tokens, sent_mail, sent_messages, upload_entry};
+pub(crate) use subscriptions::notify_changes;
 
 /// The content type Graph sends with JSON bodies (errors included).
 pub(crate) const JSON_CONTENT_TYPE: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";

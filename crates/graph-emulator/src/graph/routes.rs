@@ -257,9 +257,7 @@ impl Route {
         match self {
             Route::Mail { subject, route } => route.permission(method, *subject == Subject::Me),
             Route::Calendar { subject, route } => route.permission(method, *subject == Subject::Me),
-            Route::Files(_) | Route::Subscriptions | Route::Subscription(_) => {
-                &auth::NO_PERMISSION
-            }
+            Route::Files(_) | Route::Subscriptions | Route::Subscription(_) => &auth::NO_PERMISSION,
             _ => self.permission(),
         }
     }

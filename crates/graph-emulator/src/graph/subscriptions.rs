@@ -140,7 +140,10 @@ fn visible(sub: &Subscription, principal: &Principal) -> bool {
 
 fn entity(sub: &Subscription) -> Value {
     let mut out = Map::new();
-    out.insert("@odata.context".into(), Value::String(ENTITY_CONTEXT.into()));
+    out.insert(
+        "@odata.context".into(),
+        Value::String(ENTITY_CONTEXT.into()),
+    );
     if let Value::Object(fields) = sub.json() {
         out.extend(fields);
     }
@@ -156,7 +159,10 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, GraphError> {
     }
 }
 
-fn string_prop<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, GraphError> {
+fn string_prop<'a>(
+    body: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, GraphError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -264,7 +270,11 @@ fn parse_resource(resource: &str) -> Option<Parsed> {
     let decoded: Vec<String> = path
         .trim_matches('/')
         .split('/')
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     let segs: Vec<(&str, Option<&str>)> = decoded.iter().map(|s| split_key(s)).collect();
     let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
@@ -388,7 +398,9 @@ fn resolve_target(
                 return Err(super::files::access_denied());
             }
             let mut store = crate::lock_files(state);
-            let d = store.drive_by_id(&tenant, &id).ok_or_else(drive_not_found)?;
+            let d = store
+                .drive_by_id(&tenant, &id)
+                .ok_or_else(drive_not_found)?;
             let drive_id = store.drives[d].id.clone();
             Ok((Target::DriveRoot { drive_id }, Kind::Drive))
         }
@@ -425,13 +437,19 @@ async fn create(
     let body = json_object(&req.body)?;
     let change_type = required(&body, "changeType")?.to_string();
     let notification_url = check_url("notificationUrl", required(&body, "notificationUrl")?)?;
-    let resource = required(&body, "resource")?.trim().trim_start_matches('/').to_string();
+    let resource = required(&body, "resource")?
+        .trim()
+        .trim_start_matches('/')
+        .to_string();
     let expiration_raw = required(&body, "expirationDateTime")?;
     let lifecycle_url = string_prop(&body, "lifecycleNotificationUrl")?
         .map(|u| check_url("lifecycleNotificationUrl", u))
         .transpose()?;
     let client_state = string_prop(&body, "clientState")?.map(str::to_string);
-    if client_state.as_ref().is_some_and(|s| s.chars().count() > 128) {
+    if client_state
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > 128)
+    {
         return Err(invalid_request(
             "clientState must be at most 128 characters long.",
         ));
@@ -495,9 +513,10 @@ async fn create(
                 "encryptionCertificate and encryptionCertificateId are required when includeResourceData is true.",
             ));
         };
-        cert = Some(engine::parse_certificate(pem).map_err(|e| {
-            invalid_request(format!("Invalid encryptionCertificate: {e}."))
-        })?);
+        cert = Some(
+            engine::parse_certificate(pem)
+                .map_err(|e| invalid_request(format!("Invalid encryptionCertificate: {e}.")))?,
+        );
     }
 
     let max_minutes = match (kind, include_resource_data) {
@@ -660,7 +679,8 @@ fn observe(
             };
             let mut store = super::mail::lock_store(state);
             let mb = store.mailbox(&tenant, u);
-            let in_scope = |m: &crate::mail::Message| folder.as_ref().is_none_or(|f| *f == m.folder);
+            let in_scope =
+                |m: &crate::mail::Message| folder.as_ref().is_none_or(|f| *f == m.folder);
             let current = mb
                 .messages
                 .iter()
@@ -746,11 +766,7 @@ fn observe(
 }
 
 /// One `value` entry of a change notification (§10.3).
-fn notification(
-    sub: &Subscription,
-    tenant_id: &str,
-    change: &Change,
-) -> Option<Value> {
+fn notification(sub: &Subscription, tenant_id: &str, change: &Change) -> Option<Value> {
     let (odata_type, collection, user_id) = match &sub.target {
         Target::Messages { user_id, .. } => ("#Microsoft.Graph.Message", "Messages", user_id),
         Target::Events { user_id } => ("#Microsoft.Graph.Event", "Events", user_id),
@@ -796,6 +812,16 @@ fn notification(
     Some(item)
 }
 
+/// What one POST to a notification URL carries.
+#[derive(Default)]
+struct Batch {
+    /// The subscriptions with an item in it.
+    ids: Vec<String>,
+    /// The apps of its rich items: one validation token each.
+    rich_apps: Vec<String>,
+    items: Vec<Value>,
+}
+
 /// Finds what changed for every live subscription and queues the notifications, one POST
 /// per notification URL carrying every change of this round.
 pub(crate) fn flush(emulator: &Emulator) {
@@ -806,31 +832,43 @@ pub(crate) fn flush(emulator: &Emulator) {
         return;
     }
     let tenant_id = state.config.tenant_id.clone();
-    // url → (subscription ids, apps of rich items, items)
-    let mut batches: BTreeMap<String, (Vec<String>, Vec<String>, Vec<Value>)> = BTreeMap::new();
+    let mut batches: BTreeMap<String, Batch> = BTreeMap::new();
     {
         // Held while diffing so two concurrent flushes cannot report one change twice.
         let mut subs = lock(&subs_state.subs);
         for sub in subs.values_mut() {
-            let (snapshot, changes) =
-                observe(emulator, &sub.target, sub.include_resource_data, &sub.snapshot);
+            let (snapshot, changes) = observe(
+                emulator,
+                &sub.target,
+                sub.include_resource_data,
+                &sub.snapshot,
+            );
             sub.snapshot = snapshot;
             for change in changes.iter().filter(|c| sub.wants(c.kind)) {
                 let Some(item) = notification(sub, &tenant_id, change) else {
                     continue;
                 };
                 let batch = batches.entry(sub.notification_url.clone()).or_default();
-                if !batch.0.contains(&sub.id) {
-                    batch.0.push(sub.id.clone());
+                if !batch.ids.contains(&sub.id) {
+                    batch.ids.push(sub.id.clone());
                 }
-                if item.get("encryptedContent").is_some() && !batch.1.contains(&sub.app_id) {
-                    batch.1.push(sub.app_id.clone());
+                if item.get("encryptedContent").is_some() && !batch.rich_apps.contains(&sub.app_id)
+                {
+                    batch.rich_apps.push(sub.app_id.clone());
                 }
-                batch.2.push(item);
+                batch.items.push(item);
             }
         }
     }
-    for (url, (ids, rich_apps, items)) in batches {
+    for (
+        url,
+        Batch {
+            ids,
+            rich_apps,
+            items,
+        },
+    ) in batches
+    {
         let mut body = json!({ "value": items });
         if !rich_apps.is_empty() {
             let tokens: Vec<Value> = rich_apps
