@@ -38,6 +38,13 @@
 //! 100 generated reports by 25 colleagues. Admin hooks: `expire_drive_delta_tokens`,
 //! `expire_upload_sessions`, `set_drive_quota`, `grant_site_permission`.
 //!
+//! Change notifications (see README.md, "Change notifications"): `/subscriptions` for messages,
+//! events, contacts, drive roots, users and groups, with the validation handshake,
+//! notifications POSTed in the background after every write (retried with backoff), expiry on
+//! an advanceable clock, lifecycle notifications triggered from `/_emulator`, and rich
+//! notifications (encrypted resource data and `validationTokens`). Admin hooks:
+//! `subscriptions`, `trigger_lifecycle`, `notification_attempts`, `advance_clock`.
+//!
 //! This crate deliberately knows nothing about the gateway: the two must not share a
 //! misreading of Graph.
 
