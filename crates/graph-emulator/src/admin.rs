@@ -46,6 +46,16 @@ pub struct Stats {
     /// concurrency limit (batch items counted one by one).
     #[serde(default)]
     pub throttled: u64,
+    /// Change-notification and lifecycle POSTs to subscribers, retries included
+    /// (validation handshakes are not counted).
+    #[serde(default)]
+    pub notification_attempts: u64,
+    /// Of those, the ones answered with a 2xx.
+    #[serde(default)]
+    pub notifications_delivered: u64,
+    /// Notification POSTs given up after the last retry.
+    #[serde(default)]
+    pub notifications_dropped: u64,
 }
 
 /// One recorded Graph request (a direct call or a batch item).
@@ -66,6 +76,9 @@ pub(crate) struct Recorder {
     token_requests: AtomicU64,
     faults_injected: AtomicU64,
     throttled: AtomicU64,
+    notification_attempts: AtomicU64,
+    notifications_delivered: AtomicU64,
+    notifications_dropped: AtomicU64,
     token_grants: Mutex<BTreeMap<String, u64>>,
     routes: Mutex<BTreeMap<String, u64>>,
     batch_item_routes: Mutex<BTreeMap<String, u64>>,
@@ -106,6 +119,19 @@ impl Recorder {
         self.faults_injected.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts one notification POST to a subscriber.
+    pub(crate) fn notification_attempt(&self, delivered: bool) {
+        self.notification_attempts.fetch_add(1, Ordering::Relaxed);
+        if delivered {
+            self.notifications_delivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a notification given up after its last retry.
+    pub(crate) fn notification_dropped(&self) {
+        self.notifications_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a 429 that is not in the request log (the token endpoint's).
     pub(crate) fn throttled(&self) {
         self.throttled.fetch_add(1, Ordering::Relaxed);
@@ -133,6 +159,9 @@ impl Recorder {
             token_requests_by_grant: lock(&self.token_grants).clone(),
             faults_injected: self.faults_injected.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
+            notification_attempts: self.notification_attempts.load(Ordering::Relaxed),
+            notifications_delivered: self.notifications_delivered.load(Ordering::Relaxed),
+            notifications_dropped: self.notifications_dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -142,6 +171,9 @@ impl Recorder {
         self.token_requests.store(0, Ordering::Relaxed);
         self.faults_injected.store(0, Ordering::Relaxed);
         self.throttled.store(0, Ordering::Relaxed);
+        self.notification_attempts.store(0, Ordering::Relaxed);
+        self.notifications_delivered.store(0, Ordering::Relaxed);
+        self.notifications_dropped.store(0, Ordering::Relaxed);
         lock(&self.routes).clear();
         lock(&self.token_grants).clear();
         lock(&self.batch_item_routes).clear();
@@ -285,5 +317,81 @@ pub(crate) async fn remove_fault(
     match id.parse::<u64>() {
         Ok(id) if emulator.remove_fault(id) => StatusCode::NO_CONTENT,
         _ => StatusCode::NOT_FOUND,
+    }
+}
+
+/// `GET /_emulator/subscriptions`: every live subscription as Graph renders it.
+pub(crate) async fn list_subscriptions(State(emulator): State<Emulator>) -> impl IntoResponse {
+    Json(serde_json::json!({ "value": emulator.subscriptions() }))
+}
+
+/// `GET /_emulator/subscriptions/deliveries`: every outbound POST (handshakes,
+/// notifications, lifecycle notifications, retries), oldest first.
+pub(crate) async fn list_deliveries(State(emulator): State<Emulator>) -> impl IntoResponse {
+    Json(serde_json::json!({ "value": emulator.notification_attempts() }))
+}
+
+#[derive(Deserialize)]
+struct LifecycleRequest {
+    event: String,
+}
+
+/// `POST /_emulator/subscriptions/{id}/lifecycle` with `{"event": …}`: 202 once the
+/// lifecycle notification is queued; 404 for an unknown subscription, 400 otherwise.
+pub(crate) async fn trigger_lifecycle(
+    State(emulator): State<Emulator>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> impl IntoResponse {
+    let request: LifecycleRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(err) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": format!("invalid body: {err}")})),
+            );
+        }
+    };
+    if !emulator
+        .subscriptions()
+        .iter()
+        .any(|s| s["id"].as_str() == Some(id.as_str()))
+    {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no subscription '{id}'")})),
+        );
+    }
+    match emulator.trigger_lifecycle(&id, &request.event) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(serde_json::json!({}))),
+        Err(err) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": err })),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct AdvanceRequest {
+    seconds: i64,
+}
+
+/// `POST /_emulator/clock/advance` with `{"seconds": n}`: moves the subscription clock.
+pub(crate) async fn advance_clock(
+    State(emulator): State<Emulator>,
+    body: Bytes,
+) -> impl IntoResponse {
+    match serde_json::from_slice::<AdvanceRequest>(&body) {
+        Ok(r) => {
+            emulator.advance_clock(std::time::Duration::from_secs(
+                r.seconds.max(0).unsigned_abs(),
+            ));
+            (StatusCode::NO_CONTENT, Json(serde_json::json!(null))).into_response()
+        }
+        Err(err) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": format!("invalid body: {err}")})),
+        )
+            .into_response(),
     }
 }

@@ -38,6 +38,13 @@
 //! 100 generated reports by 25 colleagues. Admin hooks: `expire_drive_delta_tokens`,
 //! `expire_upload_sessions`, `set_drive_quota`, `grant_site_permission`.
 //!
+//! Change notifications (see README.md, "Change notifications"): `/subscriptions` for messages,
+//! events, contacts, drive roots, users and groups, with the validation handshake,
+//! notifications POSTed in the background after every write (retried with backoff), expiry on
+//! an advanceable clock, lifecycle notifications triggered from `/_emulator`, and rich
+//! notifications (encrypted resource data and `validationTokens`). Admin hooks:
+//! `subscriptions`, `trigger_lifecycle`, `notification_attempts`, `advance_clock`.
+//!
 //! This crate deliberately knows nothing about the gateway: the two must not share a
 //! misreading of Graph.
 
@@ -50,6 +57,7 @@ mod files;
 mod graph;
 mod mail;
 mod net;
+mod subscriptions;
 mod tenant;
 
 use std::net::SocketAddr;
@@ -70,6 +78,9 @@ pub use files::{
     ONEDRIVE_HOSTNAME, ROOT_SITE_PATH, SHAREPOINT_HOSTNAME,
 };
 pub use mail::{SentAttachment, SentMail};
+pub use subscriptions::{
+    CHANGE_TRACKING_APP_ID, LIFECYCLE_EVENTS, NotificationAttempt, NotificationSettings,
+};
 
 /// Request bodies `/v1.0` accepts at the HTTP level. Graph's own limit for Outlook writes
 /// (4 MiB) is enforced by the handlers with Graph's 413; this only stops abuse.
@@ -161,6 +172,8 @@ pub struct EmulatorConfig {
     /// Test hook: apply `mailbox_concurrency` to every route addressing a user
     /// (`/users/{id}/...`, `/me/...`), not only mailbox routes. Default `false`.
     pub mailbox_concurrency_all_routes: bool,
+    /// Change notifications: delivery timeout, retries, validation window.
+    pub notifications: NotificationSettings,
 }
 
 impl Default for EmulatorConfig {
@@ -175,6 +188,7 @@ impl Default for EmulatorConfig {
             faults: Vec::new(),
             mailbox_concurrency: Some(4),
             mailbox_concurrency_all_routes: false,
+            notifications: NotificationSettings::default(),
         }
     }
 }
@@ -328,6 +342,9 @@ pub(crate) struct EmulatorState {
     /// Drives, sites, upload sessions, copy jobs; file bytes in its temp dir. Lock order:
     /// tenant, then this.
     pub(crate) files: Mutex<files::FileStore>,
+    /// Change-notification subscriptions and the outbound attempt log. Lock order: this,
+    /// then tenant, calendar, mail, files.
+    pub(crate) subscriptions: subscriptions::Subscriptions,
 }
 
 /// The file store, locked (a poisoned lock is still usable: see `admin::lock`).
@@ -371,6 +388,7 @@ impl Emulator {
                 mail: mail_store,
                 calendar: calendar_store,
                 files: Mutex::new(file_store),
+                subscriptions: subscriptions::Subscriptions::default(),
             }),
         };
         for rule in rules {
@@ -454,7 +472,22 @@ impl Emulator {
                 "/_emulator/mail/expire-delta-tokens",
                 post(graph::expire_delta_tokens),
             )
+            .route("/_emulator/subscriptions", get(admin::list_subscriptions))
+            .route(
+                "/_emulator/subscriptions/deliveries",
+                get(admin::list_deliveries),
+            )
+            .route(
+                "/_emulator/subscriptions/{id}/lifecycle",
+                post(admin::trigger_lifecycle),
+            )
+            .route("/_emulator/clock/advance", post(admin::advance_clock))
             .fallback(graph::unknown_version)
+            // After every write, whatever its route, subscribers hear about the changes.
+            .layer(middleware::from_fn_with_state(
+                self.clone(),
+                graph::notify_changes,
+            ))
             .layer(middleware::from_fn_with_state(
                 self.clone(),
                 entra::inject_faults,
@@ -728,6 +761,39 @@ impl Emulator {
     /// clone of the emulator is dropped).
     pub fn files_dir(&self) -> std::path::PathBuf {
         lock_files(&self.state).dir().to_path_buf()
+    }
+
+    // --- change notifications --------------------------------------------------------
+
+    /// Every live subscription, as `GET /v1.0/subscriptions/{id}` renders it (expired ones
+    /// are gone).
+    pub fn subscriptions(&self) -> Vec<serde_json::Value> {
+        let subs = &self.state.subscriptions;
+        subs.purge_expired();
+        subscriptions::lock(&subs.subs)
+            .values()
+            .map(subscriptions::Subscription::json)
+            .collect()
+    }
+
+    /// Sends a lifecycle notification (`reauthorizationRequired`, `subscriptionRemoved`,
+    /// `missed`) to a subscription's `lifecycleNotificationUrl`; `subscriptionRemoved` also
+    /// deletes the subscription. `Err` says why nothing was sent.
+    pub fn trigger_lifecycle(&self, id: &str, event: &str) -> Result<(), String> {
+        subscriptions::trigger_lifecycle(self, id, event)
+    }
+
+    /// Every outbound POST to subscribers so far (handshakes, notifications, lifecycle
+    /// notifications, retries), oldest first.
+    pub fn notification_attempts(&self) -> Vec<NotificationAttempt> {
+        self.state.subscriptions.attempts()
+    }
+
+    /// Moves the clock subscriptions expire by (and `expirationDateTime` is checked
+    /// against) forward. Other features keep the wall clock.
+    pub fn advance_clock(&self, by: Duration) {
+        let seconds = i64::try_from(by.as_secs()).unwrap_or(i64::MAX / 2);
+        self.state.subscriptions.advance(seconds);
     }
 
     pub(crate) fn state(&self) -> &EmulatorState {

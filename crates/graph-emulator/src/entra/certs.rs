@@ -79,6 +79,34 @@ fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 const SEQUENCE: u8 = 0x30;
 
+/// Certificate → tbsCertificate → the whole `subjectPublicKeyInfo` element (tag and length
+/// included), as RSA encryption keys are loaded from it.
+pub(crate) fn subject_public_key_info(der: &[u8]) -> Result<&[u8], String> {
+    let malformed = || "malformed certificate DER".to_string();
+    let (tag, certificate, _) = element(der).ok_or_else(malformed)?;
+    if tag != SEQUENCE {
+        return Err(malformed());
+    }
+    let (tag, tbs, _) = element(certificate).ok_or_else(malformed)?;
+    if tag != SEQUENCE {
+        return Err(malformed());
+    }
+    let mut rest = tbs;
+    let (tag, _, after) = element(rest).ok_or_else(malformed)?;
+    if tag == 0xA0 {
+        rest = after;
+    }
+    for _ in 0..5 {
+        let (_, _, after) = element(rest).ok_or_else(malformed)?;
+        rest = after;
+    }
+    let (tag, _, after) = element(rest).ok_or_else(malformed)?;
+    if tag != SEQUENCE {
+        return Err(malformed());
+    }
+    Ok(&rest[..rest.len() - after.len()])
+}
+
 /// Certificate → tbsCertificate → subjectPublicKeyInfo → the PKCS#1 `RSAPublicKey` DER.
 fn rsa_public_key(der: &[u8]) -> Result<&[u8], String> {
     let malformed = || "malformed certificate DER".to_string();

@@ -23,11 +23,14 @@ use serde_json::{Value, json};
 use crate::{Emulator, EmulatorState, TENANT_DOMAIN, clock};
 
 pub(crate) use authorize::authorize;
+pub(crate) use certs::{hex_upper, subject_public_key_info};
 pub(crate) use clients::AppDirectory;
 pub(crate) use faults::inject_faults;
 pub(crate) use keys::KeyRing;
 pub(crate) use sessions::Sessions;
-pub(crate) use tokens::{AccessTokenClaims, issue_delegated_token, issue_user_token};
+pub(crate) use tokens::{
+    AccessTokenClaims, issue_delegated_token, issue_user_token, service_principal_id,
+};
 
 /// The audience of Graph access tokens (v1.0 tokens use the resource URI).
 pub(crate) const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";

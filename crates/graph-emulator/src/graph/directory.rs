@@ -149,7 +149,9 @@ pub(crate) fn handle(
         Route::RevokeSessions(_)
         | Route::Mail { .. }
         | Route::Calendar { .. }
-        | Route::Files(_) => Err(GraphError::method_not_allowed()),
+        | Route::Files(_)
+        | Route::Subscriptions
+        | Route::Subscription(_) => Err(GraphError::method_not_allowed()),
     }
 }
 

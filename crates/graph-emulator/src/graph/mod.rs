@@ -16,6 +16,7 @@ mod query;
 mod routes;
 mod schema;
 mod search;
+mod subscriptions;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +39,7 @@ use routes::Route;
 pub(crate) use faults::{MailboxLimiter, canonical_mailbox};
 pub(crate) use files::wire as files_wire;
 pub(crate) use mail::{expire_delta_tokens, expire_tokens, sent_mail, sent_messages, upload_entry};
+pub(crate) use subscriptions::notify_changes;
 
 /// The content type Graph sends with JSON bodies (errors included).
 pub(crate) const JSON_CONTENT_TYPE: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
@@ -252,6 +254,9 @@ pub(crate) async fn execute(emulator: Emulator, req: GraphRequest, in_batch: boo
                 Ok((Route::Batch, _)) if !in_batch => batch_boxed(emulator.clone(), req).await,
                 Ok((Route::Files(route), principal)) => {
                     files::handle(&emulator, &req, &route, &principal).await
+                }
+                Ok((route @ (Route::Subscriptions | Route::Subscription(_)), principal)) => {
+                    subscriptions::handle(&emulator, &req, &route, &principal).await
                 }
                 Ok((route, principal)) => dispatch(&emulator, &req, &route, &principal),
             };

@@ -118,6 +118,10 @@ pub(crate) enum Route {
     /// OneDrive and SharePoint: drives, driveItems, sites (permissions are checked per drive
     /// by the handler).
     Files(FilesRoute),
+    /// `/subscriptions` (permissions depend on the subscribed resource: the handler checks).
+    Subscriptions,
+    /// `/subscriptions/{id}`.
+    Subscription(String),
 }
 
 impl Route {
@@ -170,6 +174,8 @@ impl Route {
                 format!("{}{}", subject(s), route.template())
             }
             Route::Files(route) => route.template(),
+            Route::Subscriptions => "/subscriptions".to_string(),
+            Route::Subscription(_) => "/subscriptions/{id}".to_string(),
         }
     }
 
@@ -233,6 +239,10 @@ impl Route {
             Route::Calendar { route, .. } => return route.check_method(method),
             Route::Files(route) => return route.check_method(method),
             Route::Batch | Route::RevokeSessions(_) => method == Method::POST,
+            Route::Subscriptions => method == Method::GET || method == Method::POST,
+            Route::Subscription(_) => {
+                method == Method::GET || method == Method::PATCH || method == Method::DELETE
+            }
             _ => method == Method::GET,
         };
         if allowed {
@@ -247,7 +257,7 @@ impl Route {
         match self {
             Route::Mail { subject, route } => route.permission(method, *subject == Subject::Me),
             Route::Calendar { subject, route } => route.permission(method, *subject == Subject::Me),
-            Route::Files(_) => &auth::NO_PERMISSION,
+            Route::Files(_) | Route::Subscriptions | Route::Subscription(_) => &auth::NO_PERMISSION,
             _ => self.permission(),
         }
     }
@@ -266,7 +276,9 @@ impl Route {
         match self {
             Route::Mail { subject, route } => route.permission(&Method::GET, me(subject)),
             Route::Calendar { subject, route } => route.permission(&Method::GET, me(subject)),
-            Route::Batch | Route::Files(_) => &auth::NO_PERMISSION,
+            Route::Batch | Route::Files(_) | Route::Subscriptions | Route::Subscription(_) => {
+                &auth::NO_PERMISSION
+            }
             Route::RevokeSessions(_) => &auth::REVOKE_SESSIONS,
             Route::Users { .. } => &auth::READ_USERS,
             Route::User(s) | Route::Manager(s) if me(s) => &auth::READ_ME,
@@ -311,6 +323,11 @@ pub(crate) fn resolve(path: &str) -> Result<Route, GraphError> {
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["$batch"] => Ok(Route::Batch),
+        [subs] if is(subs, "subscriptions") => Ok(Route::Subscriptions),
+        [subs, id] if is(subs, "subscriptions") => Ok(Route::Subscription((*id).to_string())),
+        [subs, _, other, ..] if is(subs, "subscriptions") => {
+            Err(GraphError::segment_not_found(other))
+        }
         [users, rest @ ..] if is(users, "users") => match rest {
             [] => Ok(Route::Users { count: false }),
             ["$count"] => Ok(Route::Users { count: true }),

@@ -7,7 +7,7 @@
 mod contacts;
 mod events;
 mod odata;
-mod render;
+pub(crate) mod render;
 pub(crate) mod routes;
 mod schedule;
 

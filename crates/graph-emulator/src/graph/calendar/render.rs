@@ -409,7 +409,7 @@ fn property(b: &CalendarBox, inst: &Instance<'_>, view: &View, name: &str) -> Va
     }
 }
 
-fn change_key(b: &CalendarBox, inst: &Instance<'_>) -> String {
+pub(crate) fn change_key(b: &CalendarBox, inst: &Instance<'_>) -> String {
     let e = inst.data();
     let ordinal = inst.master.ordinal
         ^ inst

@@ -9,7 +9,7 @@ mod delta;
 mod filter;
 pub(crate) mod query;
 mod read;
-mod render;
+pub(crate) mod render;
 pub(crate) mod routes;
 mod search;
 mod send;
