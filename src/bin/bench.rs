@@ -410,6 +410,12 @@ level = "warn"
 [rate_limit]
 enabled = false
 
+# The memory run fills the cache with 100 aliased `user(id:)` lookups per request, past
+# the default operation limits (20 root fields, 30 aliases).
+[graphql]
+max_root_fields = 100
+max_aliases = 100
+
 [issuers.bench]
 issuer = "bench"
 audiences = ["bench"]
