@@ -268,14 +268,18 @@ async fn run(
     let caller = authenticate(state, headers).await?;
     let runtime = &state.graphql;
 
-    let operations = if *method == Method::GET {
-        vec![from_query_string(query.as_deref().unwrap_or_default())?]
+    // `batch`: the body was an array (answered with an array, even of one).
+    let (operations, batch) = if *method == Method::GET {
+        (
+            vec![from_query_string(query.as_deref().unwrap_or_default())?],
+            false,
+        )
     } else if multipart {
         from_multipart(&content_type, body).await?
     } else {
         from_json_body(body).await?
     };
-    if operations.len() > 1 && operations.len() > runtime.limits.max_batch {
+    if batch && operations.len() > runtime.limits.max_batch {
         return Err(Refusal::document(
             media,
             "BATCH_LIMIT_EXCEEDED",
@@ -310,7 +314,6 @@ async fn run(
     }
     rate_limit(state, &caller, Kind::Cost, total_cost).await?;
 
-    let batch = prepared.len() > 1;
     let mut responses = Vec::with_capacity(prepared.len());
     for request in prepared {
         responses.push(execute(state, headers, &caller, request));
@@ -456,7 +459,7 @@ fn is_too_large(error: &axum::Error) -> bool {
     false
 }
 
-async fn from_json_body(body: Body) -> Result<Vec<Operation>, Refusal> {
+async fn from_json_body(body: Body) -> Result<(Vec<Operation>, bool), Refusal> {
     let bytes = read_body(body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Refusal::bad_request("the request has no body"));
@@ -473,8 +476,14 @@ async fn from_json_body(body: Body) -> Result<Vec<Operation>, Refusal> {
                 crate::config::BATCH_CEILING
             ),
         )),
-        Json::Array(items) => items.into_iter().map(operation_from_json).collect(),
-        other => Ok(vec![operation_from_json(other)?]),
+        Json::Array(items) => Ok((
+            items
+                .into_iter()
+                .map(operation_from_json)
+                .collect::<Result<_, _>>()?,
+            true,
+        )),
+        other => Ok((vec![operation_from_json(other)?], false)),
     }
 }
 
@@ -538,7 +547,7 @@ fn persisted_hash(request: &async_graphql::Request) -> Option<String> {
     }
 }
 
-async fn from_multipart(content_type: &str, body: Body) -> Result<Vec<Operation>, Refusal> {
+async fn from_multipart(content_type: &str, body: Body) -> Result<(Vec<Operation>, bool), Refusal> {
     let reader = body
         .into_data_stream()
         .map_err(std::io::Error::other)
@@ -557,18 +566,19 @@ async fn from_multipart(content_type: &str, body: Body) -> Result<Vec<Operation>
         ),
         other => Refusal::bad_request(format!("the multipart request is invalid: {other}")),
     })?;
-    let requests = match batch {
-        async_graphql::BatchRequest::Single(request) => vec![request],
-        async_graphql::BatchRequest::Batch(requests) => requests,
+    let (requests, is_batch) = match batch {
+        async_graphql::BatchRequest::Single(request) => (vec![request], false),
+        async_graphql::BatchRequest::Batch(requests) => (requests, true),
     };
-    Ok(requests
+    let operations = requests
         .into_iter()
         .map(|request| Operation {
             has_query: !request.query.is_empty(),
             hash: persisted_hash(&request),
             request,
         })
-        .collect())
+        .collect();
+    Ok((operations, is_batch))
 }
 
 /// From a received operation to one ready to run, with its cost: the persisted document

@@ -261,6 +261,15 @@ async fn batches_are_off_by_default_and_bounded_and_summed_when_on() {
     let app = spawn_app().await;
     let two = json!([{ "query": "{ me { id } }" }, { "query": "{ me { id } }" }]);
     refused(&app, two, StatusCode::BAD_REQUEST, "BATCH_LIMIT_EXCEEDED").await;
+    // An array is a batch, even of one.
+    let one = json!([{ "query": "{ me { id } }" }]);
+    refused(
+        &app,
+        one.clone(),
+        StatusCode::BAD_REQUEST,
+        "BATCH_LIMIT_EXCEEDED",
+    )
+    .await;
     let thousand = Value::Array(vec![json!({ "query": "{ me { id } }" }); 1000]);
     refused(
         &app,
@@ -291,6 +300,10 @@ async fn batches_are_off_by_default_and_bounded_and_summed_when_on() {
         2,
         "{body}"
     );
+    // A batch of one is answered as a batch.
+    let (status, body) = post(&app, json!([{ "query": "{ me { id } }" }])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body[0]["data"]["me"]["id"].is_string(), "{body}");
     refused(
         &app,
         Value::Array(vec![json!({ "query": "{ me { id } }" }); 4]),
