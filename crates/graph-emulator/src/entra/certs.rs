@@ -91,6 +91,7 @@ pub(crate) fn subject_public_key_info(der: &[u8]) -> Result<&[u8], String> {
     if tag != SEQUENCE {
         return Err(malformed());
     }
+    // [0] version (optional), serialNumber, signature, issuer, validity, subject, spki.
     let mut rest = tbs;
     let (tag, _, after) = element(rest).ok_or_else(malformed)?;
     if tag == 0xA0 {
@@ -110,28 +111,7 @@ pub(crate) fn subject_public_key_info(der: &[u8]) -> Result<&[u8], String> {
 /// Certificate → tbsCertificate → subjectPublicKeyInfo → the PKCS#1 `RSAPublicKey` DER.
 fn rsa_public_key(der: &[u8]) -> Result<&[u8], String> {
     let malformed = || "malformed certificate DER".to_string();
-    let (tag, certificate, _) = element(der).ok_or_else(malformed)?;
-    if tag != SEQUENCE {
-        return Err(malformed());
-    }
-    let (tag, tbs, _) = element(certificate).ok_or_else(malformed)?;
-    if tag != SEQUENCE {
-        return Err(malformed());
-    }
-    // [0] version (optional), serialNumber, signature, issuer, validity, subject, spki.
-    let mut rest = tbs;
-    let (tag, _, after) = element(rest).ok_or_else(malformed)?;
-    if tag == 0xA0 {
-        rest = after;
-    }
-    for _ in 0..5 {
-        let (_, _, after) = element(rest).ok_or_else(malformed)?;
-        rest = after;
-    }
-    let (tag, spki, _) = element(rest).ok_or_else(malformed)?;
-    if tag != SEQUENCE {
-        return Err(malformed());
-    }
+    let (_, spki, _) = element(subject_public_key_info(der)?).ok_or_else(malformed)?;
     let (tag, algorithm, after) = element(spki).ok_or_else(malformed)?;
     if tag != SEQUENCE {
         return Err(malformed());
