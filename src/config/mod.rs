@@ -11,6 +11,7 @@
 
 mod duration;
 mod limits;
+mod notifications;
 pub mod reference;
 mod secret;
 
@@ -25,6 +26,9 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use limits::{BATCH_CEILING, GraphqlConfig, RateLimitConfig, RedisConfig};
+pub use notifications::{
+    NotificationCertificate, NotificationsConfig, OutboundWebhooksConfig, PreviousCertificate,
+};
 pub use secret::Secret;
 
 /// How durations are written in the configuration (`30s`, `5m`, `12h`), for the reference.
@@ -94,6 +98,8 @@ pub struct Config {
     pub graphql: GraphqlConfig,
     pub rate_limit: RateLimitConfig,
     pub redis: RedisConfig,
+    /// Graph change notifications, subscriptions and delivery to internal consumers.
+    pub notifications: NotificationsConfig,
     /// Token issuers whose JWTs the gateway accepts, by name.
     pub issuers: BTreeMap<String, IssuerConfig>,
     /// Known callers, by name. A token is accepted only when it maps to one of them.
@@ -119,6 +125,7 @@ impl Default for Config {
             graphql: GraphqlConfig::default(),
             rate_limit: RateLimitConfig::default(),
             redis: RedisConfig::default(),
+            notifications: NotificationsConfig::default(),
             issuers: BTreeMap::new(),
             callers: BTreeMap::new(),
         }
@@ -810,6 +817,7 @@ impl Config {
         self.graphql
             .validate(&self.rate_limit, &callers, &mut problems);
         self.redis.validate(&mut problems);
+        self.notifications.validate(&mut problems);
         self.validate_telemetry(&mut problems);
 
         for (name, issuer) in &self.issuers {

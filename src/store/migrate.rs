@@ -23,17 +23,31 @@ struct Embedded {
     sql: &'static str,
 }
 
-const SQLITE: &[Embedded] = &[Embedded {
-    version: 1,
-    description: "init",
-    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-}];
+const SQLITE: &[Embedded] = &[
+    Embedded {
+        version: 1,
+        description: "init",
+        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+    },
+    Embedded {
+        version: 2,
+        description: "notifications",
+        sql: include_str!("../../migrations/sqlite/0002_notifications.sql"),
+    },
+];
 
-const POSTGRES: &[Embedded] = &[Embedded {
-    version: 1,
-    description: "init",
-    sql: include_str!("../../migrations/postgres/0001_init.sql"),
-}];
+const POSTGRES: &[Embedded] = &[
+    Embedded {
+        version: 1,
+        description: "init",
+        sql: include_str!("../../migrations/postgres/0001_init.sql"),
+    },
+    Embedded {
+        version: 2,
+        description: "notifications",
+        sql: include_str!("../../migrations/postgres/0002_notifications.sql"),
+    },
+];
 
 pub(crate) fn migrator(kind: BackendKind) -> Migrator {
     let set = match kind {

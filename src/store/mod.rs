@@ -10,8 +10,10 @@
 //! - `migrate.rs`   embedded migrations (`migrations/{sqlite,postgres}/`)
 //! - `accounts.rs`  the OAuth connect flow (`pending_connects`) and `connected_accounts`
 //!
-//! Later areas (webhook subscriptions, delta links, the notification outbox) follow the same
-//! pattern: a migration per backend, a file with an `impl Store` block, and, for tables with
+//! - `notifications.rs` watches (Graph subscriptions), the notification outbox, change
+//!   events, consumer webhooks and their deliveries
+//!
+//! Later areas follow the same pattern: a migration per backend, a file with an `impl Store` block, and, for tables with
 //! secret columns, an `Aad` constructor and a step in [`Store::reencrypt_all`].
 //!
 //! SQL is written once: both drivers accept `$1`-style placeholders, and `ON CONFLICT … DO
@@ -51,6 +53,7 @@ mod config;
 mod error;
 mod keyfile;
 mod migrate;
+mod notifications;
 mod timestamp;
 
 pub use accounts::{ConnectedAccount, ConnectedAccountInfo, NewConnectedAccount, PendingConnect};
@@ -58,6 +61,9 @@ pub(crate) use cipher::decode_key;
 pub use config::{DEFAULT_MAX_CONNECTIONS, DEFAULT_URL, EncryptionConfig, StoreConfig};
 pub use error::StoreError;
 pub use keyfile::DEV_KEY_ID;
+pub use notifications::{
+    ChangeEvent, NewChangeEvent, NewNotification, NewWatch, OutboxItem, Watch, WatchGraphState,
+};
 
 use cipher::KeyRing;
 use config::{BackendKind, is_sqlite_memory};
@@ -284,6 +290,9 @@ pub(crate) trait RowExt {
     fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn ts(&self, col: &str) -> Result<OffsetDateTime, StoreError>;
     fn opt_ts(&self, col: &str) -> Result<Option<OffsetDateTime>, StoreError>;
+    fn int(&self, col: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError>;
+    fn flag(&self, col: &str) -> Result<bool, StoreError>;
 }
 
 macro_rules! impl_row_ext {
@@ -306,6 +315,15 @@ macro_rules! impl_row_ext {
             }
             fn opt_ts(&self, col: &str) -> Result<Option<OffsetDateTime>, StoreError> {
                 Ok(self.try_get::<Option<Ts>, _>(col)?.map(|t| t.0))
+            }
+            fn int(&self, col: &str) -> Result<i64, StoreError> {
+                Ok(self.try_get::<i64, _>(col)?)
+            }
+            fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+                Ok(self.try_get::<Option<i64>, _>(col)?)
+            }
+            fn flag(&self, col: &str) -> Result<bool, StoreError> {
+                Ok(self.try_get::<bool, _>(col)?)
             }
         }
     };
