@@ -164,11 +164,13 @@ impl App {
             .user_agent(concat!("m365-gateway/", env!("CARGO_PKG_VERSION")))
             .build()?;
 
-        // The store holds connected users' grants; it is opened when a caller needs it.
-        let store = if config
-            .callers
-            .values()
-            .any(|c| c.mode == CallerMode::Connected)
+        // The store holds connected users' grants and everything about change
+        // notifications; it is opened when either is in use.
+        let store = if config.notifications.enabled
+            || config
+                .callers
+                .values()
+                .any(|c| c.mode == CallerMode::Connected)
         {
             let dev_key = (!config.production)
                 .then(|| std::path::Path::new(DATA_DIR).join("dev-encryption.key"));
@@ -243,6 +245,7 @@ impl App {
                     chunk_bytes: config.files.chunk_bytes,
                     transfer_timeout: config.files.transfer_timeout,
                 },
+                events: crate::webhooks::bus::EventBus::new(),
             },
             graphql: Arc::new(GraphqlRuntime::new(&config)?),
             rate: Arc::new(RateLimiter::new(&config.rate_limit, redis)),

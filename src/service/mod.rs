@@ -243,6 +243,8 @@ pub struct Services {
     /// Seals and opens gateway download links.
     pub links: Arc<links::LinkSealer>,
     pub files: files_transfer::FileSettings,
+    /// Live change events for GraphQL subscribers (see `webhooks::bus`).
+    pub events: crate::webhooks::bus::EventBus,
 }
 
 /// One inbound request's view of the services: who calls, as which Graph identity, with

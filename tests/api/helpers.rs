@@ -34,6 +34,8 @@ pub fn test_config() -> Config {
     // Rate limits have their own tests; the others send bursts far above what a
     // production caller is allowed.
     config.rate_limit.enabled = false;
+    // Each test its own database: tests run side by side in one process.
+    config.store.url = "sqlite::memory:".to_owned();
     config
 }
 

@@ -1,0 +1,9 @@
+//! Change notifications: Graph's webhooks in, consumers' events out.
+//!
+//! - `receive.rs`  `/webhooks/graph` and `/webhooks/graph/lifecycle`: the validation
+//!   handshake, clientState checks, commit to the outbox before 202
+//! - `worker.rs`   drains the outbox: re-reads what changed, records events, evicts caches
+//! - `renewal.rs`  keeps Graph subscriptions alive, re-creates lost ones, delta resyncs
+//! - `bus.rs`      live fan-out of events to GraphQL subscribers
+
+pub mod bus;
