@@ -22,7 +22,7 @@ CREATE TABLE watch_subscriptions (
     client_state_hash     TEXT    NOT NULL,   -- hex SHA-256 of the clientState Graph holds
     expires_at            TIMESTAMPTZ,               -- Graph's expirationDateTime
     renew_after           TIMESTAMPTZ    NOT NULL,   -- when the renewal job next acts on it
-    resync_needed         BOOLEAN NOT NULL,   -- run a delta resync at the next renewal pass
+    resync                TEXT,               -- pending resync: baseline | delta | full (NULL: none)
     delta_link            TEXT,               -- where the last committed resync ended
     state                 TEXT    NOT NULL,   -- active | failed
     lease_owner           TEXT,

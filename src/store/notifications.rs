@@ -31,6 +31,8 @@ pub struct NewWatch {
     pub resource: String,
     pub change_types: String,
     pub include_resource_data: bool,
+    /// The first resync to run (`baseline` for kinds with delta), see [`Watch::resync`].
+    pub resync: Option<String>,
 }
 
 /// The Graph subscription behind a watch, as last created or renewed.
@@ -62,7 +64,10 @@ pub struct Watch {
     pub expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub renew_after: OffsetDateTime,
-    pub resync_needed: bool,
+    /// A resync to run at the next renewal pass: `baseline` (a new watch: record where
+    /// the data is, emit nothing), `delta` (from the stored delta link), `full` (the delta
+    /// link expired: everything, as updates).
+    pub resync: Option<String>,
     #[serde(skip)]
     pub delta_link: Option<String>,
     pub state: String,
@@ -131,7 +136,7 @@ pub struct ChangeEvent {
 }
 
 const WATCH_COLUMNS: &str = "id, caller, kind, target, folder, resource, change_types, \
-    include_resource_data, graph_id, client_state_hash, expires_at, renew_after, resync_needed, \
+    include_resource_data, graph_id, client_state_hash, expires_at, renew_after, resync, \
     delta_link, state, last_error, created_at, updated_at";
 
 const OUTBOX_COLUMNS: &str = "seq, subscription_id, graph_id, change_type, lifecycle_event, \
@@ -139,7 +144,7 @@ const OUTBOX_COLUMNS: &str = "seq, subscription_id, graph_id, change_type, lifec
 
 const INSERT_WATCH: &str = "INSERT INTO watch_subscriptions \
     (id, caller, kind, target, folder, resource, change_types, include_resource_data, graph_id, \
-     client_state_hash, expires_at, renew_after, resync_needed, delta_link, state, lease_owner, \
+     client_state_hash, expires_at, renew_after, resync, delta_link, state, lease_owner, \
      lease_until, last_error, created_at, updated_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, '', NULL, $9, $10, NULL, 'active', NULL, NULL, \
      NULL, $9, $9)";
@@ -208,7 +213,7 @@ fn read_watch(r: &impl RowExt) -> Result<Watch, StoreError> {
         client_state_hash: r.text("client_state_hash")?,
         expires_at: r.opt_ts("expires_at")?,
         renew_after: r.ts("renew_after")?,
-        resync_needed: r.flag("resync_needed")?,
+        resync: r.opt_text("resync")?,
         delta_link: r.opt_text("delta_link")?,
         state: r.text("state")?,
         last_error: r.opt_text("last_error")?,
@@ -277,7 +282,7 @@ impl Store {
                 .bind(&w.change_types)
                 .bind(w.include_resource_data)
                 .bind(now)
-                .bind(false)
+                .bind(&w.resync)
                 .execute(pool)
                 .await?;
         });
@@ -420,11 +425,11 @@ impl Store {
     pub async fn mark_watch_lost(&self, id: &str) -> Result<(), StoreError> {
         with_pool!(&self.db, pool => {
             sqlx::query(
-                "UPDATE watch_subscriptions SET graph_id = NULL, resync_needed = $2, \
-                 renew_after = $3, updated_at = $3 WHERE id = $1",
+                "UPDATE watch_subscriptions SET graph_id = NULL, \
+                 resync = COALESCE(resync, 'delta'), renew_after = $2, updated_at = $2 \
+                 WHERE id = $1",
             )
             .bind(id)
-            .bind(true)
             .bind(Ts::now())
             .execute(pool)
             .await?;
@@ -443,9 +448,8 @@ impl Store {
         let now = Ts::now();
         with_pool!(&self.db, pool => {
             if resync {
-                sqlx::query("UPDATE watch_subscriptions SET resync_needed = $2, renew_after = $3 WHERE id = $1")
+                sqlx::query("UPDATE watch_subscriptions SET resync = COALESCE(resync, 'delta'), renew_after = $2 WHERE id = $1")
                     .bind(id)
-                    .bind(true)
                     .bind(now)
                     .execute(pool)
                     .await?;
@@ -462,7 +466,7 @@ impl Store {
     }
 
     /// Commits the end of a resync: its events (and their deliveries), the delta link to
-    /// continue from, and `resync_needed` cleared, together; or nothing.
+    /// continue from, and `resync` cleared, together; or nothing.
     pub async fn finish_resync(
         &self,
         id: &str,
@@ -494,10 +498,9 @@ impl Store {
                     inserted.push(recorded(seq, e));
                 }
             }
-            sqlx::query("UPDATE watch_subscriptions SET delta_link = $2, resync_needed = $3, updated_at = $4 WHERE id = $1")
+            sqlx::query("UPDATE watch_subscriptions SET delta_link = $2, resync = NULL, updated_at = $3 WHERE id = $1")
                 .bind(id)
                 .bind(delta_link)
-                .bind(false)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
