@@ -67,7 +67,9 @@ impl JwksKeys {
     }
 
     /// The key for a token header; refetches once per window when the `kid` is unknown.
-    pub(super) async fn key_for(
+    /// Crate-visible because rich notifications (`webhooks::rich`) verify Graph's
+    /// `validationTokens` against Entra's keys with the same refetch rules.
+    pub(crate) async fn key_for(
         &self,
         kid: Option<&str>,
         alg: &str,

@@ -5,5 +5,7 @@
 //! - `worker.rs`   drains the outbox: re-reads what changed, records events, evicts caches
 //! - `renewal.rs`  keeps Graph subscriptions alive, re-creates lost ones, delta resyncs
 //! - `bus.rs`      live fan-out of events to GraphQL subscribers
+//! - `rich.rs`     rich notifications: validation tokens, decrypting resource data
 
 pub mod bus;
+pub mod rich;

@@ -29,5 +29,6 @@ mod process;
 mod rate_limit;
 mod resilience;
 mod rest_directory;
+mod rich_notifications;
 mod shutdown;
 mod traces;
