@@ -200,6 +200,7 @@ impl App {
         policy.refresh(&auth.caller_resources()).await;
         policy.refresh_files(&auth.caller_sites()).await;
         let auth = Arc::new(ArcSwap::new(auth));
+        let http_for_jobs = http.clone();
         let reloader = Reloader {
             auth: auth.clone(),
             policy: policy.clone(),
@@ -223,6 +224,37 @@ impl App {
             Some(url) => url.clone(),
             None => Url::parse(&format!("http://{local_addr}"))?,
         };
+        let events = crate::webhooks::bus::EventBus::new();
+        let notifications = match (&store, config.notifications.enabled) {
+            (Some(store), true) => Some(Arc::new(crate::webhooks::manage::Notifications {
+                store: store.clone(),
+                graph: graph.clone(),
+                config: config.notifications.clone(),
+                public_url: public_url.clone(),
+                bus: events.clone(),
+                rich: rich_keys(&config)?,
+                tokens: rich_token_checker(&config, graph.tokens().app(), &http_for_jobs),
+                replica: uuid::Uuid::new_v4().to_string(),
+                wake_worker: Default::default(),
+                wake_renewal: Default::default(),
+                wake_deliveries: Default::default(),
+                receive_limit: RateLimiter::new(
+                    &crate::config::RateLimitConfig {
+                        enabled: true,
+                        requests_per_second: config.notifications.receive_requests_per_second,
+                        request_burst: (config.notifications.receive_requests_per_second * 2.0)
+                            .ceil() as u32,
+                        ..crate::config::RateLimitConfig::default()
+                    },
+                    None,
+                ),
+            })),
+            _ => None,
+        };
+        if let Some(n) = &notifications {
+            crate::webhooks::worker::spawn(n.clone(), shutdown.clone());
+            crate::webhooks::renewal::spawn(n.clone(), shutdown.clone());
+        }
         let state = AppState {
             auth,
             services: Services {
@@ -245,7 +277,8 @@ impl App {
                     chunk_bytes: config.files.chunk_bytes,
                     transfer_timeout: config.files.transfer_timeout,
                 },
-                events: crate::webhooks::bus::EventBus::new(),
+                events,
+                notifications,
             },
             graphql: Arc::new(GraphqlRuntime::new(&config)?),
             rate: Arc::new(RateLimiter::new(&config.rate_limit, redis)),
@@ -369,7 +402,8 @@ fn router(config: &Config, state: AppState, dev_token: Option<&str>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(rest::router())
-        .merge(rest::connect::router());
+        .merge(rest::connect::router())
+        .merge(crate::webhooks::receive::router());
     if config.graphiql_enabled() {
         router = router.merge(graphql::graphiql::router(
             graphql::graphiql::GraphiqlSettings {
@@ -397,6 +431,7 @@ fn router(config: &Config, state: AppState, dev_token: Option<&str>) -> Router {
                 body: config.http.body_limit_bytes,
                 upload: config.http.upload_limit_bytes,
                 file: usize::try_from(config.files.max_upload_bytes).unwrap_or(usize::MAX),
+                webhook: config.notifications.max_body_bytes,
             },
             limit_body,
         ))
@@ -514,6 +549,8 @@ struct BodyLimits {
     upload: usize,
     /// A file uploaded to a drive (the raw body of the REST upload route).
     file: usize,
+    /// A notification POST from Graph (`/webhooks/graph…`).
+    webhook: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -577,6 +614,12 @@ async fn limit_body(
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let limit = if crate::rest::files::is_upload(request.method(), request.uri().path()) {
         limits.file
+    } else if request
+        .uri()
+        .path()
+        .starts_with(crate::webhooks::manage::NOTIFICATION_PATH)
+    {
+        limits.webhook
     } else if multipart {
         limits.upload
     } else {
@@ -725,4 +768,56 @@ fn start_policy_refresh(reloader: &Reloader, every: Duration) {
             policy.refresh_files(&sites).await;
         }
     });
+}
+
+/// The rich-notification certificates from `notifications.encryption`, if set.
+fn rich_keys(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<crate::webhooks::rich::RichKeyRing>>> {
+    use crate::webhooks::rich::{RichKeyRing, RichKeys};
+    let Some(cert) = &config.notifications.encryption else {
+        return Ok(None);
+    };
+    let load = |c: &std::path::Path, k: &std::path::Path, id: &str| {
+        RichKeys::from_files(c, k, id)
+            .map_err(|e| anyhow::anyhow!("notifications.encryption: {e}"))
+    };
+    let active = load(
+        &cert.certificate_file,
+        &cert.private_key_file,
+        &cert.certificate_id,
+    )?;
+    let previous = cert
+        .previous
+        .iter()
+        .map(|p| load(&p.certificate_file, &p.private_key_file, &p.certificate_id))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Some(Arc::new(RichKeyRing::new(active, previous))))
+}
+
+/// Checks rich notifications' validation tokens against Entra's keys for our tenant.
+fn rich_token_checker(
+    config: &Config,
+    app: &crate::identity::AppCredentials,
+    http: &reqwest::Client,
+) -> Option<Arc<crate::webhooks::rich::ValidationTokenChecker>> {
+    config.notifications.encryption.as_ref()?;
+    let url = Url::parse(&format!(
+        "{}/{}/discovery/v2.0/keys",
+        app.authority.as_str().trim_end_matches('/'),
+        app.tenant
+    ))
+    .ok()?;
+    let keys = Arc::new(JwksKeys::new(
+        "graph-change-tracking".to_owned(),
+        url,
+        vec![jsonwebtoken::Algorithm::RS256],
+        Duration::from_secs(24 * 3600),
+        http.clone(),
+    ));
+    Some(Arc::new(crate::webhooks::rich::ValidationTokenChecker::new(
+        keys,
+        app.client_id.clone(),
+        vec![app.tenant.clone()],
+    )))
 }

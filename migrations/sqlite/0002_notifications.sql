@@ -24,6 +24,7 @@ CREATE TABLE watch_subscriptions (
     renew_after           TEXT    NOT NULL,   -- when the renewal job next acts on it
     resync                TEXT,               -- pending resync: baseline | delta | full (NULL: none)
     delta_link            TEXT,               -- where the last committed resync ended
+    synced_at             TEXT,               -- when that resync ended
     state                 TEXT    NOT NULL,   -- active | failed
     lease_owner           TEXT,
     lease_until           TEXT,

@@ -50,6 +50,10 @@ pub struct NotificationsConfig {
     /// Largest notification POST accepted from Graph. Far above any real Graph batch: a
     /// 413 would make Graph retry and finally drop the changes.
     pub max_body_bytes: usize,
+    /// Notification POSTs accepted per second on `/webhooks/graph` (per replica; the
+    /// route is outside caller authentication, so it has a limit of its own). Twice as many
+    /// may come at once.
+    pub receive_requests_per_second: f64,
     /// The certificate Graph encrypts resource data with (`includeResourceData`). Unset:
     /// subscriptions with resource data are refused.
     pub encryption: Option<NotificationCertificate>,
@@ -69,6 +73,7 @@ impl Default for NotificationsConfig {
             dedupe_window: Duration::from_secs(7 * 24 * 3600),
             event_retention: Duration::from_secs(7 * 24 * 3600),
             max_body_bytes: 32 * 1024 * 1024,
+            receive_requests_per_second: 1000.0,
             encryption: None,
             webhooks: OutboundWebhooksConfig::default(),
         }
@@ -132,6 +137,11 @@ impl NotificationsConfig {
     pub(crate) fn validate(&self, problems: &mut Vec<String>) {
         if self.lifetime.is_some_and(|l| l < Duration::from_secs(60)) {
             problems.push("notifications.lifetime: must be at least 1m".to_owned());
+        }
+        if !(self.receive_requests_per_second > 0.0) {
+            problems.push(
+                "notifications.receive_requests_per_second: must be above 0".to_owned(),
+            );
         }
         if self.lease < Duration::from_secs(1) {
             problems.push("notifications.lease: must be at least 1s".to_owned());

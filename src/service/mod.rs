@@ -13,6 +13,7 @@ pub mod mail;
 pub mod mail_send;
 mod paging;
 pub mod policy;
+pub mod subscriptions;
 pub mod timezone;
 
 use std::sync::Arc;
@@ -245,6 +246,8 @@ pub struct Services {
     pub files: files_transfer::FileSettings,
     /// Live change events for GraphQL subscribers (see `webhooks::bus`).
     pub events: crate::webhooks::bus::EventBus,
+    /// Change notifications (watches, the receiver, workers); None when turned off.
+    pub notifications: Option<Arc<crate::webhooks::manage::Notifications>>,
 }
 
 /// One inbound request's view of the services: who calls, as which Graph identity, with

@@ -70,6 +70,9 @@ pub struct Watch {
     pub resync: Option<String>,
     #[serde(skip)]
     pub delta_link: Option<String>,
+    /// When the last resync ended (items created since are announced as `created`).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub synced_at: Option<OffsetDateTime>,
     pub state: String,
     pub last_error: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
@@ -137,17 +140,17 @@ pub struct ChangeEvent {
 
 const WATCH_COLUMNS: &str = "id, caller, kind, target, folder, resource, change_types, \
     include_resource_data, graph_id, client_state_hash, expires_at, renew_after, resync, \
-    delta_link, state, last_error, created_at, updated_at";
+    delta_link, synced_at, state, last_error, created_at, updated_at";
 
 const OUTBOX_COLUMNS: &str = "seq, subscription_id, graph_id, change_type, lifecycle_event, \
     resource, resource_id, etag, resource_data, received_at, attempts";
 
 const INSERT_WATCH: &str = "INSERT INTO watch_subscriptions \
     (id, caller, kind, target, folder, resource, change_types, include_resource_data, graph_id, \
-     client_state_hash, expires_at, renew_after, resync, delta_link, state, lease_owner, \
-     lease_until, last_error, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, '', NULL, $9, $10, NULL, 'active', NULL, NULL, \
-     NULL, $9, $9)";
+     client_state_hash, expires_at, renew_after, resync, delta_link, synced_at, state, \
+     lease_owner, lease_until, last_error, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, '', NULL, $11, $10, NULL, NULL, 'active', NULL, \
+     NULL, NULL, $9, $9)";
 
 const SET_GRAPH_STATE: &str = "UPDATE watch_subscriptions SET graph_id = $2, \
     client_state_hash = $3, expires_at = $4, renew_after = $5, state = 'active', \
@@ -215,6 +218,7 @@ fn read_watch(r: &impl RowExt) -> Result<Watch, StoreError> {
         renew_after: r.ts("renew_after")?,
         resync: r.opt_text("resync")?,
         delta_link: r.opt_text("delta_link")?,
+        synced_at: r.opt_ts("synced_at")?,
         state: r.text("state")?,
         last_error: r.opt_text("last_error")?,
         created_at: r.ts("created_at")?,
@@ -267,10 +271,12 @@ fn to_json(value: &Option<Value>) -> Option<String> {
 impl Store {
     // ---- watches ----
 
-    /// Records a watch whose Graph subscription is yet to be created (`graph_id` NULL,
-    /// due for the renewal job at once, so a crash before creation is repaired).
+    /// Records a watch whose Graph subscription is yet to be created (`graph_id` NULL).
+    /// The renewal job leaves it to its creator for two minutes, then creates the Graph
+    /// subscription itself: a crash in between is repaired, not lost.
     pub async fn insert_watch(&self, w: &NewWatch) -> Result<(), StoreError> {
         let now = Ts::now();
+        let due = Ts::new(now.0 + std::time::Duration::from_secs(120));
         with_pool!(&self.db, pool => {
             sqlx::query(INSERT_WATCH)
                 .bind(&w.id)
@@ -283,6 +289,7 @@ impl Store {
                 .bind(w.include_resource_data)
                 .bind(now)
                 .bind(&w.resync)
+                .bind(due)
                 .execute(pool)
                 .await?;
         });
@@ -290,7 +297,7 @@ impl Store {
     }
 
     /// Stores the Graph subscription now serving watch `id` (after a create, re-create or
-    /// renewal) and releases any lease on it.
+    /// renewal). A lease on it stays until [`Store::release_watch`].
     pub async fn set_watch_graph_state(
         &self,
         id: &str,
@@ -304,10 +311,6 @@ impl Store {
                 .bind(Ts::new(g.expires_at))
                 .bind(Ts::new(g.renew_after))
                 .bind(Ts::now())
-                .execute(pool)
-                .await?;
-            sqlx::query("UPDATE watch_subscriptions SET lease_owner = NULL, lease_until = NULL WHERE id = $1")
-                .bind(id)
                 .execute(pool)
                 .await?;
         });
@@ -498,7 +501,7 @@ impl Store {
                     inserted.push(recorded(seq, e));
                 }
             }
-            sqlx::query("UPDATE watch_subscriptions SET delta_link = $2, resync = NULL, updated_at = $3 WHERE id = $1")
+            sqlx::query("UPDATE watch_subscriptions SET delta_link = $2, resync = NULL, synced_at = $3, updated_at = $3 WHERE id = $1")
                 .bind(id)
                 .bind(delta_link)
                 .bind(now)

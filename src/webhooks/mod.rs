@@ -1,5 +1,6 @@
 //! Change notifications: Graph's webhooks in, consumers' events out.
 //!
+//! - `manage.rs`   the shared runtime; creating, renewing, deleting Graph subscriptions
 //! - `receive.rs`  `/webhooks/graph` and `/webhooks/graph/lifecycle`: the validation
 //!   handshake, clientState checks, commit to the outbox before 202
 //! - `worker.rs`   drains the outbox: re-reads what changed, records events, evicts caches
@@ -8,4 +9,8 @@
 //! - `rich.rs`     rich notifications: validation tokens, decrypting resource data
 
 pub mod bus;
+pub mod manage;
+pub mod receive;
+pub mod renewal;
 pub mod rich;
+pub mod worker;

@@ -32,3 +32,4 @@ mod rest_directory;
 mod rich_notifications;
 mod shutdown;
 mod traces;
+mod notifications;
