@@ -771,16 +771,13 @@ fn start_policy_refresh(reloader: &Reloader, every: Duration) {
 }
 
 /// The rich-notification certificates from `notifications.encryption`, if set.
-fn rich_keys(
-    config: &Config,
-) -> anyhow::Result<Option<Arc<crate::webhooks::rich::RichKeyRing>>> {
+fn rich_keys(config: &Config) -> anyhow::Result<Option<Arc<crate::webhooks::rich::RichKeyRing>>> {
     use crate::webhooks::rich::{RichKeyRing, RichKeys};
     let Some(cert) = &config.notifications.encryption else {
         return Ok(None);
     };
     let load = |c: &std::path::Path, k: &std::path::Path, id: &str| {
-        RichKeys::from_files(c, k, id)
-            .map_err(|e| anyhow::anyhow!("notifications.encryption: {e}"))
+        RichKeys::from_files(c, k, id).map_err(|e| anyhow::anyhow!("notifications.encryption: {e}"))
     };
     let active = load(
         &cert.certificate_file,
@@ -815,9 +812,11 @@ fn rich_token_checker(
         Duration::from_secs(24 * 3600),
         http.clone(),
     ));
-    Some(Arc::new(crate::webhooks::rich::ValidationTokenChecker::new(
-        keys,
-        app.client_id.clone(),
-        vec![app.tenant.clone()],
-    )))
+    Some(Arc::new(
+        crate::webhooks::rich::ValidationTokenChecker::new(
+            keys,
+            app.client_id.clone(),
+            vec![app.tenant.clone()],
+        ),
+    ))
 }

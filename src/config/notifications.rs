@@ -139,9 +139,7 @@ impl NotificationsConfig {
             problems.push("notifications.lifetime: must be at least 1m".to_owned());
         }
         if !(self.receive_requests_per_second > 0.0) {
-            problems.push(
-                "notifications.receive_requests_per_second: must be above 0".to_owned(),
-            );
+            problems.push("notifications.receive_requests_per_second: must be above 0".to_owned());
         }
         if self.lease < Duration::from_secs(1) {
             problems.push("notifications.lease: must be at least 1s".to_owned());

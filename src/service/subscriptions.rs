@@ -157,7 +157,10 @@ impl Session {
         let (kind, target, folder, resource) = self.watch_target(&request.resource).await?;
         let change_types = change_types(kind, &request.change_types)?;
         if request.include_resource_data {
-            if !matches!(kind, WatchKind::Mail | WatchKind::Calendar | WatchKind::Contacts) {
+            if !matches!(
+                kind,
+                WatchKind::Mail | WatchKind::Calendar | WatchKind::Contacts
+            ) {
                 return Err(ServiceError::BadInput(
                     "includeResourceData is available for mail, calendar and contacts watches only"
                         .into(),
@@ -248,7 +251,9 @@ impl Session {
         let n = self.notifications()?;
         match n.store.watch(id).await.map_err(store_error)? {
             Some(w) if w.caller == self.caller.name => Ok(w),
-            _ => Err(ServiceError::NotFound(format!("subscription '{id}' was not found"))),
+            _ => Err(ServiceError::NotFound(format!(
+                "subscription '{id}' was not found"
+            ))),
         }
     }
 
@@ -291,6 +296,21 @@ impl Session {
             .collect())
     }
 
+    /// The object id of a mailbox the caller may read: Graph advises ids over UPNs in
+    /// subscription resources, and notifications name users by id.
+    async fn watched_user(&self, mailbox: &str) -> Result<String, ServiceError> {
+        let (url, _) = self.mailbox(mailbox)?;
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: String,
+        }
+        let found: Id = self
+            .get_json(crate::graph::GraphGet::new(url.select(&["id"]).to_string()))
+            .await
+            .map_err(|e| self.upstream(e, &format!("mailbox '{mailbox}'")))?;
+        Ok(found.id)
+    }
+
     /// Decides what the caller may watch: the kind, the canonical target, the folder and
     /// the Graph resource path.
     async fn watch_target(
@@ -321,21 +341,23 @@ impl Session {
             self.require("mail.read")?;
             let folder = r.folder.clone().unwrap_or_else(|| "inbox".into());
             if folder.trim().is_empty() || folder.len() > 512 || folder.contains(['\'', '/']) {
-                return Err(ServiceError::BadInput(format!("'{folder}' is not a folder name or id")));
+                return Err(ServiceError::BadInput(format!(
+                    "'{folder}' is not a folder name or id"
+                )));
             }
-            let (_, target) = self.mailbox(mailbox)?;
+            let target = self.watched_user(mailbox).await?;
             let resource = format!("users/{target}/mailFolders('{folder}')/messages");
             return Ok((WatchKind::Mail, target, folder, resource));
         }
         if let Some(user) = &r.calendar {
             self.require("calendar.read")?;
-            let (_, target) = self.mailbox(user)?;
+            let target = self.watched_user(user).await?;
             let resource = format!("users/{target}/events");
             return Ok((WatchKind::Calendar, target, String::new(), resource));
         }
         if let Some(user) = &r.contacts {
             self.require("contacts.read")?;
-            let (_, target) = self.mailbox(user)?;
+            let target = self.watched_user(user).await?;
             let resource = format!("users/{target}/contacts");
             return Ok((WatchKind::Contacts, target, String::new(), resource));
         }
@@ -352,12 +374,22 @@ impl Session {
             Some("users") => {
                 self.require("users.read")?;
                 self.require_all_users()?;
-                Ok((WatchKind::Users, String::new(), String::new(), "users".into()))
+                Ok((
+                    WatchKind::Users,
+                    String::new(),
+                    String::new(),
+                    "users".into(),
+                ))
             }
             Some("groups") => {
                 self.require("groups.read")?;
                 self.require_all_users()?;
-                Ok((WatchKind::Groups, String::new(), String::new(), "groups".into()))
+                Ok((
+                    WatchKind::Groups,
+                    String::new(),
+                    String::new(),
+                    "groups".into(),
+                ))
             }
             other => Err(ServiceError::BadInput(format!(
                 "resource.directory must be 'users' or 'groups', got '{}'",
@@ -418,7 +450,10 @@ mod tests {
 
     #[test]
     fn change_types_default_to_what_the_resource_allows_and_refuse_the_rest() {
-        assert_eq!(change_types(WatchKind::Mail, &[]).unwrap(), "created,updated,deleted");
+        assert_eq!(
+            change_types(WatchKind::Mail, &[]).unwrap(),
+            "created,updated,deleted"
+        );
         assert_eq!(
             change_types(WatchKind::Mail, &["Created".into(), "created".into()]).unwrap(),
             "created"

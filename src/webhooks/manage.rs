@@ -155,8 +155,9 @@ impl Notifications {
         &self,
         watch: &Watch,
     ) -> Result<WatchGraphState, GraphError> {
-        let kind = WatchKind::parse(&watch.kind)
-            .ok_or_else(|| GraphError::BadResponse(format!("unknown watch kind '{}'", watch.kind)))?;
+        let kind = WatchKind::parse(&watch.kind).ok_or_else(|| {
+            GraphError::BadResponse(format!("unknown watch kind '{}'", watch.kind))
+        })?;
         let lifetime = self.lifetime(kind, watch.include_resource_data);
         let client_state = random_client_state();
         let expires = OffsetDateTime::now_utc() + lifetime;
@@ -172,8 +173,7 @@ impl Notifications {
         if watch.include_resource_data {
             let Some(keys) = &self.rich else {
                 return Err(GraphError::BadResponse(
-                    "resource data requested but notifications.encryption is not configured"
-                        .into(),
+                    "resource data requested but notifications.encryption is not configured".into(),
                 ));
             };
             body["includeResourceData"] = json!(true);
@@ -211,10 +211,10 @@ impl Notifications {
         watch: &Watch,
         graph_id: &str,
     ) -> Result<Option<WatchGraphState>, GraphError> {
-        let kind = WatchKind::parse(&watch.kind)
-            .ok_or_else(|| GraphError::BadResponse(format!("unknown watch kind '{}'", watch.kind)))?;
-        let expires =
-            OffsetDateTime::now_utc() + self.lifetime(kind, watch.include_resource_data);
+        let kind = WatchKind::parse(&watch.kind).ok_or_else(|| {
+            GraphError::BadResponse(format!("unknown watch kind '{}'", watch.kind))
+        })?;
+        let expires = OffsetDateTime::now_utc() + self.lifetime(kind, watch.include_resource_data);
         let url = format!("/subscriptions/{}", encode_segment(graph_id));
         let result = self
             .graph

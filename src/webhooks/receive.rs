@@ -24,7 +24,9 @@ use time::OffsetDateTime;
 
 use crate::app::AppState;
 use crate::store::{NewNotification, Watch};
-use crate::webhooks::manage::{LIFECYCLE_PATH, NOTIFICATION_PATH, Notifications, hash_client_state, hex};
+use crate::webhooks::manage::{
+    LIFECYCLE_PATH, NOTIFICATION_PATH, Notifications, hash_client_state, hex,
+};
 use crate::webhooks::rich::{EncryptedContent, open_collection};
 
 /// Longest validation token echoed; Graph's are about 150 characters.
@@ -38,6 +40,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(NOTIFICATION_PATH, post(notifications))
         .route(LIFECYCLE_PATH, post(lifecycle))
+        // The size cap is `notifications.max_body_bytes`, applied by the gateway's body
+        // limit layer; axum's own 2 MB default would refuse a large but real batch.
+        .layer(axum::extract::DefaultBodyLimit::disable())
 }
 
 async fn notifications(
@@ -66,8 +71,7 @@ enum Channel {
 
 fn count(outcome: &'static str, n: u64) {
     if n > 0 {
-        metrics::counter!("gateway_webhook_notifications_total", "outcome" => outcome)
-            .increment(n);
+        metrics::counter!("gateway_webhook_notifications_total", "outcome" => outcome).increment(n);
     }
 }
 
@@ -130,7 +134,10 @@ async fn receive(
         Ok(c) => c,
         Err(_) => {
             count("malformed", 1);
-            return plain(StatusCode::BAD_REQUEST, "the body is not a notification collection");
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "the body is not a notification collection",
+            );
         }
     };
     let accepted = match accept(&notifications, collection, channel).await {
@@ -248,14 +255,20 @@ async fn accept(
             count("client_state_mismatch", 1);
             continue;
         }
-        if item.tenant_id.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case(&tenant)) {
+        if item
+            .tenant_id
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case(&tenant))
+        {
             count("wrong_tenant", 1);
             continue;
         }
         let expired = item
             .subscription_expiration_date_time
             .as_deref()
-            .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
             .is_some_and(|t| t + EXPIRY_SKEW < now);
         if expired {
             tracing::warn!(watch = %watch.id, "notification of an expired subscription ignored (replay?)");
@@ -293,11 +306,19 @@ async fn open_rich(
         tracing::warn!("rich notification received but notifications.encryption is not configured");
         return items
             .iter()
-            .map(|(i, _)| if i.encrypted_content.is_some() { Err(()) } else { Ok(None) })
+            .map(|(i, _)| {
+                if i.encrypted_content.is_some() {
+                    Err(())
+                } else {
+                    Ok(None)
+                }
+            })
             .collect();
     };
-    let contents: Vec<Option<&EncryptedContent>> =
-        items.iter().map(|(i, _)| i.encrypted_content.as_ref()).collect();
+    let contents: Vec<Option<&EncryptedContent>> = items
+        .iter()
+        .map(|(i, _)| i.encrypted_content.as_ref())
+        .collect();
     match open_collection(checker, keys, tokens.as_deref(), &contents).await {
         Ok(results) => results
             .into_iter()
@@ -311,7 +332,13 @@ async fn open_rich(
             tracing::warn!(error = %e, "rich notification collection refused");
             items
                 .iter()
-                .map(|(i, _)| if i.encrypted_content.is_some() { Err(()) } else { Ok(None) })
+                .map(|(i, _)| {
+                    if i.encrypted_content.is_some() {
+                        Err(())
+                    } else {
+                        Ok(None)
+                    }
+                })
                 .collect()
         }
     }
@@ -340,7 +367,11 @@ fn to_notification(item: Item, watch: &Watch, resource_data: Option<Value>) -> N
         item.lifecycle_event.as_deref().unwrap_or(""),
     ];
     if item.lifecycle_event.is_some() {
-        parts.push(item.subscription_expiration_date_time.as_deref().unwrap_or(""));
+        parts.push(
+            item.subscription_expiration_date_time
+                .as_deref()
+                .unwrap_or(""),
+        );
     }
     if etag.is_none() {
         parts.push(item.id.as_deref().unwrap_or(""));

@@ -128,24 +128,22 @@ async fn tend(n: &Arc<Notifications>, mut watch: Watch) -> Result<OffsetDateTime
             renew_after: next_renewal(n, &watch, now),
         },
         // Due: renew (this also answers `reauthorizationRequired`).
-        Some(graph_id) => {
-            match n.renew_graph_subscription(&watch, &graph_id).await? {
-                Some(state) => {
-                    metrics::counter!("gateway_subscription_upkeep_total", "outcome" => "renewed")
-                        .increment(1);
-                    state
-                }
-                None => {
-                    tracing::warn!(watch = %watch.id, "Graph no longer knows the subscription; re-creating");
-                    n.store.mark_watch_lost(&watch.id).await?;
-                    watch.resync.get_or_insert_with(|| "delta".to_owned());
-                    let state = n.create_graph_subscription(&watch).await?;
-                    metrics::counter!("gateway_subscription_upkeep_total", "outcome" => "recreated")
-                        .increment(1);
-                    state
-                }
+        Some(graph_id) => match n.renew_graph_subscription(&watch, &graph_id).await? {
+            Some(state) => {
+                metrics::counter!("gateway_subscription_upkeep_total", "outcome" => "renewed")
+                    .increment(1);
+                state
             }
-        }
+            None => {
+                tracing::warn!(watch = %watch.id, "Graph no longer knows the subscription; re-creating");
+                n.store.mark_watch_lost(&watch.id).await?;
+                watch.resync.get_or_insert_with(|| "delta".to_owned());
+                let state = n.create_graph_subscription(&watch).await?;
+                metrics::counter!("gateway_subscription_upkeep_total", "outcome" => "recreated")
+                    .increment(1);
+                state
+            }
+        },
     };
     n.store.set_watch_graph_state(&watch.id, &state).await?;
     if let Some(mode) = watch.resync.clone() {
@@ -160,8 +158,7 @@ fn needs_renewal(n: &Notifications, watch: &Watch, now: OffsetDateTime) -> bool 
     let Some(expires) = watch.expires_at else {
         return true;
     };
-    watch.resync.is_none() || now >= next_renewal(n, watch, now)
-        || expires <= now
+    watch.resync.is_none() || now >= next_renewal(n, watch, now) || expires <= now
 }
 
 /// Two-thirds into the subscription's lifetime: `expires - lifetime / 3`.
@@ -187,7 +184,12 @@ pub async fn resync(n: &Arc<Notifications>, watch: &Watch, mode: &str) -> Result
         } else {
             let now = OffsetDateTime::now_utc();
             vec![NewChangeEvent {
-                id: event_id(&watch.id, "resyncRequired", "", &now.unix_timestamp_nanos().to_string()),
+                id: event_id(
+                    &watch.id,
+                    "resyncRequired",
+                    &now.unix_timestamp_nanos().to_string(),
+                    false,
+                ),
                 subscription_id: watch.id.clone(),
                 change_type: "resyncRequired".into(),
                 resource: watch.resource.clone(),
@@ -201,7 +203,11 @@ pub async fn resync(n: &Arc<Notifications>, watch: &Watch, mode: &str) -> Result
         return Ok(());
     }
     let started = OffsetDateTime::now_utc();
-    let link = if mode == "delta" { watch.delta_link.clone() } else { None };
+    let link = if mode == "delta" {
+        watch.delta_link.clone()
+    } else {
+        None
+    };
     let announce = mode != "baseline";
     let pages = match walk(n, kind, watch, link.as_deref()).await {
         Err(GraphError::Api { status: 410, .. }) if link.is_some() => {
@@ -215,7 +221,15 @@ pub async fn resync(n: &Arc<Notifications>, watch: &Watch, mode: &str) -> Result
     let events: Vec<NewChangeEvent> = if announce {
         items
             .iter()
-            .filter_map(|item| to_event(watch, kind, item, watch.synced_at, mode == "full" || link.is_none()))
+            .filter_map(|item| {
+                to_event(
+                    watch,
+                    kind,
+                    item,
+                    watch.synced_at,
+                    mode == "full" || link.is_none(),
+                )
+            })
             .collect()
     } else {
         Vec::new()
@@ -312,11 +326,14 @@ fn to_event(
     let created_at = item
         .get("createdDateTime")
         .and_then(Value::as_str)
-        .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok());
+        .and_then(|t| {
+            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        });
     let change_type = if removed {
         "deleted"
     } else if !all_updates
-        && matches!((created_at, synced_at), (Some(c), Some(s)) if c >= s)
+        // Graph's times have whole seconds: compare with the second the sync ended in.
+        && matches!((created_at, synced_at), (Some(c), Some(s)) if c >= s.replace_nanosecond(0).unwrap_or(s))
     {
         "created"
     } else {
@@ -332,7 +349,7 @@ fn to_event(
         _ => format!("drives/{}/items/{id}", watch.target),
     };
     Some(NewChangeEvent {
-        id: event_id(&watch.id, change_type, &id, &version),
+        id: event_id(&watch.id, &id, &version, removed),
         subscription_id: watch.id.clone(),
         change_type: change_type.to_owned(),
         resource,

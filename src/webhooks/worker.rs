@@ -194,13 +194,21 @@ async fn handle(
         (Some(id), _, None) => reread(n, kind, &watch, id).await?,
     };
     evict(n, kind, &watch);
-    let version = item
-        .etag
-        .clone()
-        .or_else(|| data.as_ref().and_then(etag_of))
-        .unwrap_or_else(|| format!("seq:{}", item.seq));
+    let version = if change_type == "deleted" {
+        String::new()
+    } else {
+        item.etag
+            .clone()
+            .or_else(|| data.as_ref().and_then(etag_of))
+            .unwrap_or_else(|| format!("seq:{}", item.seq))
+    };
     let event = NewChangeEvent {
-        id: event_id(&watch.id, &change_type, resource_id.as_deref().unwrap_or(""), &version),
+        id: event_id(
+            &watch.id,
+            resource_id.as_deref().unwrap_or(""),
+            &version,
+            change_type == "deleted",
+        ),
         subscription_id: watch.id.clone(),
         change_type,
         resource: item.resource.clone().unwrap_or_default(),
@@ -217,8 +225,7 @@ async fn complete(
     watch: &Watch,
     events: &[NewChangeEvent],
 ) -> Result<Option<(Vec<ChangeEvent>, Option<Watch>)>, ProcessError> {
-    Ok(n
-        .store
+    Ok(n.store
         .complete_notification(item.seq, &n.replica, events)
         .await?
         .map(|recorded| (recorded, Some(watch.clone()))))
@@ -285,10 +292,11 @@ async fn reread(
         )
         .await
     {
-        Ok(body) => Ok(Some(
-            serde_json::from_slice(&body)
-                .map_err(|e| GraphError::BadResponse(format!("item: {e}")))?,
-        )),
+        Ok(body) => {
+            Ok(Some(serde_json::from_slice(&body).map_err(|e| {
+                GraphError::BadResponse(format!("item: {e}"))
+            })?))
+        }
         Err(GraphError::Api { status: 404, .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -313,10 +321,14 @@ pub(crate) fn etag_of(item: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The id of an event: the same change (watch, change type, item, version) found twice,
-/// by a notification and by a resync, or by two replicas, is one event.
-pub(crate) fn event_id(watch: &str, change_type: &str, item: &str, version: &str) -> String {
-    let joined = [watch, change_type, item, version].join("\0");
+/// The id of an event: one version of one item in one watch (or its deletion). The same
+/// change found twice, by a notification and by a resync, or by two replicas, is one
+/// event. The change type is left out on purpose: a version is made by exactly one
+/// change, but a resync, which sees only the latest version, cannot always tell whether
+/// it was a creation or an update.
+pub(crate) fn event_id(watch: &str, item: &str, version: &str, deleted: bool) -> String {
+    let marker = if deleted { "deleted" } else { "version" };
+    let joined = [watch, marker, item, version].join("\0");
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, joined.as_bytes());
     hex(&digest.as_ref()[..16])
 }
@@ -343,11 +355,11 @@ mod tests {
 
     #[test]
     fn one_change_found_twice_is_one_event_and_another_version_is_another() {
-        let a = event_id("w1", "created", "m1", "W/\"1\"");
-        assert_eq!(a, event_id("w1", "created", "m1", "W/\"1\""));
-        assert_ne!(a, event_id("w1", "created", "m1", "W/\"2\""));
-        assert_ne!(a, event_id("w1", "updated", "m1", "W/\"1\""));
-        assert_ne!(a, event_id("w2", "created", "m1", "W/\"1\""));
+        let a = event_id("w1", "m1", "W/\"1\"", false);
+        assert_eq!(a, event_id("w1", "m1", "W/\"1\"", false));
+        assert_ne!(a, event_id("w1", "m1", "W/\"2\"", false));
+        assert_ne!(a, event_id("w1", "m1", "", true));
+        assert_ne!(a, event_id("w2", "m1", "W/\"1\"", false));
         assert_eq!(a.len(), 32);
     }
 }

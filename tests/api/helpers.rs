@@ -18,6 +18,10 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// Applies a new configuration to the running gateway (what SIGHUP does).
     pub reloader: m365_gateway::app::Reloader,
+    /// The embedded emulator's handle (subscriptions, lifecycle, clock), when embedded.
+    pub emu: Option<graph_emulator::Emulator>,
+    /// The gateway's store (notifications tests look inside and make it fail).
+    pub store: Option<m365_gateway::store::Store>,
 }
 
 pub fn loopback() -> SocketAddr {
@@ -57,6 +61,8 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
     });
     let token = app.dev_token().unwrap_or_default().to_owned();
     let reloader = app.reloader();
+    let emu = app.emulator().map(|e| e.emulator.clone());
+    let store = app.store().cloned();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
         base,
@@ -64,6 +70,8 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
         token,
         http: reqwest::Client::new(),
         reloader,
+        emu,
+        store,
     }
 }
 

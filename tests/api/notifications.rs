@@ -28,7 +28,10 @@ impl TestApp {
             .expect("gateway answers");
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn watch_inbox(&self, mailbox: &str) -> String {
@@ -96,6 +99,481 @@ async fn mail_sent_to_a_watched_shared_inbox_becomes_a_created_event_within_two_
         })
         .await;
     assert!(sent.elapsed() < Duration::from_secs(2));
-    assert!(event["resourceId"].as_str().is_some_and(|id| !id.is_empty()), "{event}");
+    assert!(
+        event["resourceId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{event}"
+    );
     assert_eq!(event["subscriptionId"], watch.as_str());
+}
+
+/// A gateway whose renewal job looks for work often, so lifecycle tests do not wait.
+async fn spawn_fast() -> TestApp {
+    let mut config = test_config();
+    config.notifications.renewal_interval = Duration::from_millis(200);
+    config.notifications.poll_interval = Duration::from_millis(200);
+    spawn_app_with(config).await
+}
+
+impl TestApp {
+    /// Deletes a Graph subscription behind the gateway's back, as the app.
+    async fn delete_at_graph(&self, id: &str) {
+        let tenant = self.emulator().tenant_id().to_owned();
+        let token: Value = self
+            .http
+            .post(format!("{}/{tenant}/oauth2/v2.0/token", self.emulator))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", graph_emulator::DEFAULT_CLIENT_ID),
+                ("client_secret", graph_emulator::DEFAULT_CLIENT_SECRET),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let status = self
+            .http
+            .delete(format!("{}/v1.0/subscriptions/{id}", self.emulator))
+            .bearer_auth(token["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+
+    fn emulator(&self) -> &graph_emulator::Emulator {
+        self.emu.as_ref().expect("embedded emulator")
+    }
+
+    /// The Graph subscription behind a watch, as the emulator holds it (id, clientState).
+    async fn graph_subscription(&self, watch: &str) -> Value {
+        let (_, w) = self.get(&format!("/api/v1/subscriptions/{watch}")).await;
+        let resource = w["resource"].as_str().unwrap().to_owned();
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self
+                .emulator()
+                .subscriptions()
+                .into_iter()
+                .find(|s| s["resource"] == resource.as_str())
+            {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "no Graph subscription for {resource}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// POSTs a notification collection to the gateway as Graph would.
+    async fn notify(&self, path: &str, body: &Value) -> (StatusCode, Duration) {
+        let start = Instant::now();
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), start.elapsed())
+    }
+
+    async fn outbox(&self) -> Vec<(String, i64)> {
+        self.store.as_ref().unwrap().outbox_counts().await.unwrap()
+    }
+
+    async fn events(&self, watch: &str) -> Vec<Value> {
+        let (_, body) = self
+            .get(&format!("/api/v1/subscriptions/{watch}/events?limit=500"))
+            .await;
+        body["value"].as_array().unwrap().clone()
+    }
+
+    async fn metric(&self, name_and_labels: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with(name_and_labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// One change notification item for a message, as Graph sends it.
+fn item(sub: &Value, client_state: &str, message: &str, etag: &str) -> Value {
+    let user = sub["resource"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    json!({
+        "id": format!("n-{message}-{etag}"),
+        "subscriptionId": sub["id"],
+        "subscriptionExpirationDateTime": sub["expirationDateTime"],
+        "clientState": client_state,
+        "changeType": "updated",
+        "resource": format!("Users/{user}/Messages/{message}"),
+        "tenantId": null,
+        "resourceData": {
+            "@odata.type": "#Microsoft.Graph.Message",
+            "@odata.id": format!("Users/{user}/Messages/{message}"),
+            "@odata.etag": etag,
+            "id": message,
+        }
+    })
+}
+
+#[tokio::test]
+async fn the_validation_handshake_echoes_the_decoded_token_as_plain_text_and_refuses_huge_ones() {
+    let app = spawn().await;
+    for path in ["/webhooks/graph", "/webhooks/graph/lifecycle"] {
+        let response = app
+            .http
+            .post(format!(
+                "{}{path}?validationToken=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+                app.base
+            ))
+            .header("content-type", "text/plain; charset=utf-8")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers().clone();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(response.text().await.unwrap(), "<script>alert(1)</script>");
+    }
+    let huge = "a".repeat(2048);
+    let response = app
+        .http
+        .post(format!(
+            "{}/webhooks/graph?validationToken={huge}",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn get_is_405_and_a_body_that_is_not_json_is_415() {
+    let app = spawn().await;
+    let get = app
+        .http
+        .get(format!("{}/webhooks/graph", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let form = app
+        .http
+        .post(format!("{}/webhooks/graph", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("value=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn forged_unknown_and_stale_items_are_acknowledged_but_never_processed_while_their_valid_neighbour_is()
+ {
+    let app = spawn().await;
+    let watch = app.watch_inbox(SHARED).await;
+    let sub = app.graph_subscription(&watch).await;
+    let secret = sub["clientState"].as_str().unwrap().to_owned();
+    let mismatches_before = app
+        .metric("gateway_webhook_notifications_total{outcome=\"client_state_mismatch\"}")
+        .await;
+
+    let mut unknown = item(&sub, &secret, "m-unknown", "W/\"1\"");
+    unknown["subscriptionId"] = json!("00000000-0000-0000-0000-000000000000");
+    let mut stale = item(&sub, &secret, "m-stale", "W/\"1\"");
+    stale["subscriptionExpirationDateTime"] = json!("2020-01-01T00:00:00Z");
+    let body = json!({ "value": [
+        item(&sub, "guess", "m-forged", "W/\"1\""),
+        item(&sub, &secret, "m-valid", "W/\"1\""),
+        unknown,
+        stale,
+    ]});
+    let (status, _) = app.notify("/webhooks/graph", &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // Only the valid item reached the outbox and became an event.
+    let event = app
+        .wait_for_event(&watch, Duration::from_secs(5), |e| {
+            e["resourceId"] == "m-valid"
+        })
+        .await;
+    assert_eq!(event["changeType"], "updated");
+    // The message does not exist in the emulator: re-read says it is gone.
+    assert!(event["data"].is_null(), "{event}");
+    let events = app.events(&watch).await;
+    assert!(
+        events.iter().all(|e| e["resourceId"] != "m-forged"
+            && e["resourceId"] != "m-unknown"
+            && e["resourceId"] != "m-stale"),
+        "{events:?}"
+    );
+    let total: i64 = app.outbox().await.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 1, "one row committed");
+    assert_eq!(
+        app.metric("gateway_webhook_notifications_total{outcome=\"client_state_mismatch\"}")
+            .await,
+        mismatches_before + 1.0
+    );
+}
+
+#[tokio::test]
+async fn the_same_notification_delivered_three_times_has_one_effect() {
+    let app = spawn().await;
+    let watch = app.watch_inbox(SHARED).await;
+    let sub = app.graph_subscription(&watch).await;
+    let secret = sub["clientState"].as_str().unwrap().to_owned();
+    let body = json!({ "value": [item(&sub, &secret, "m-dup", "W/\"7\"")] });
+    for _ in 0..3 {
+        let (status, _) = app.notify("/webhooks/graph", &body).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    app.wait_for_event(&watch, Duration::from_secs(5), |e| {
+        e["resourceId"] == "m-dup"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = app.events(&watch).await;
+    assert_eq!(
+        events.iter().filter(|e| e["resourceId"] == "m-dup").count(),
+        1,
+        "{events:?}"
+    );
+    // A new version of the item is a new change.
+    let next = json!({ "value": [item(&sub, &secret, "m-dup", "W/\"8\"")] });
+    app.notify("/webhooks/graph", &next).await;
+    app.wait_for_event(&watch, Duration::from_secs(5), |e| {
+        e["resourceId"] == "m-dup" && app_events_count_hint(e)
+    })
+    .await;
+    let start = Instant::now();
+    while app
+        .events(&watch)
+        .await
+        .iter()
+        .filter(|e| e["resourceId"] == "m-dup")
+        .count()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the new version made no event"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn app_events_count_hint(_: &Value) -> bool {
+    true
+}
+
+#[tokio::test]
+async fn acknowledgement_is_fast_while_graph_hangs_and_processing_catches_up_later() {
+    let app = spawn().await;
+    let watch = app.watch_inbox(SHARED).await;
+    let sub = app.graph_subscription(&watch).await;
+    let secret = sub["clientState"].as_str().unwrap().to_owned();
+    // Every read-back of a message hangs: processing cannot finish while this lasts.
+    app.emulator().add_fault(
+        serde_json::from_value(json!({
+            "fault": { "kind": "hang" },
+            "route": "GET /users/{id}/messages/{id}",
+            "limit": 3
+        }))
+        .unwrap(),
+    );
+    let mut slowest = Duration::ZERO;
+    for i in 0..50 {
+        let body = json!({ "value": [item(&sub, &secret, &format!("m-fast-{i}"), "W/\"1\"")] });
+        let (status, took) = app.notify("/webhooks/graph", &body).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        slowest = slowest.max(took);
+    }
+    // Generous for a debug build on a shared machine; the benchmark measures p99.
+    assert!(
+        slowest < Duration::from_millis(500),
+        "slowest acknowledgement {slowest:?}"
+    );
+    let committed: i64 = app.outbox().await.iter().map(|(_, n)| n).sum();
+    assert_eq!(committed, 50);
+}
+
+#[tokio::test]
+async fn with_the_store_down_graph_gets_503_so_it_retries() {
+    let app = spawn().await;
+    let watch = app.watch_inbox(SHARED).await;
+    let sub = app.graph_subscription(&watch).await;
+    let secret = sub["clientState"].as_str().unwrap().to_owned();
+    app.store.as_ref().unwrap().close().await;
+    let body = json!({ "value": [item(&sub, &secret, "m-lost?", "W/\"1\"")] });
+    let (status, _) = app.notify("/webhooks/graph", &body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn a_ten_thousand_item_post_is_committed_whole() {
+    let app = spawn().await;
+    let watch = app.watch_inbox(SHARED).await;
+    let sub = app.graph_subscription(&watch).await;
+    let secret = sub["clientState"].as_str().unwrap().to_owned();
+    let items: Vec<Value> = (0..10_000)
+        .map(|i| item(&sub, &secret, &format!("m-bulk-{i}"), "W/\"1\""))
+        .collect();
+    let (status, _) = app
+        .notify("/webhooks/graph", &json!({ "value": items }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let committed: i64 = app.outbox().await.iter().map(|(_, n)| n).sum();
+    assert_eq!(committed, 10_000);
+}
+
+#[tokio::test]
+async fn reauthorization_required_renews_the_subscription_with_a_patch() {
+    let app = spawn_fast().await;
+    let watch = app.watch_inbox(SHARED).await;
+    let sub = app.graph_subscription(&watch).await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    let before = sub["expirationDateTime"].as_str().unwrap().to_owned();
+    // Let the new watch's baseline pass first (it must not renew).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let patches = |stats: &Value| {
+        stats["routes"]["PATCH /subscriptions/{id}"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(patches(&app.stats().await), 0, "a new watch is not renewed");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.emulator()
+        .trigger_lifecycle(&id, "reauthorizationRequired")
+        .unwrap();
+    let start = Instant::now();
+    while patches(&app.stats().await) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no PATCH after reauthorizationRequired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = app.graph_subscription(&watch).await;
+    assert_eq!(after["id"], id.as_str(), "the same subscription, renewed");
+    assert_ne!(after["expirationDateTime"].as_str().unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_removed_subscription_is_recreated_and_changes_made_meanwhile_arrive_through_the_resync()
+{
+    let app = spawn_fast().await;
+    let watch = app.watch_inbox(SHARED).await;
+    let sub = app.graph_subscription(&watch).await;
+    let old = sub["id"].as_str().unwrap().to_owned();
+    // The baseline must be in place before the gap (it records where the data is).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Graph removes the subscription; while it is gone, mail arrives that no notification
+    // will ever announce.
+    app.emulator()
+        .trigger_lifecycle(&old, "subscriptionRemoved")
+        .unwrap();
+    let subject = format!("Sent while removed {}", uuid::Uuid::new_v4());
+    app.send_mail_to(SHARED, &subject).await;
+    let event = app
+        .wait_for_event(&watch, Duration::from_secs(10), |e| {
+            e["data"]["subject"] == subject.as_str()
+        })
+        .await;
+    assert_eq!(event["changeType"], "created", "{event}");
+    let new = app.graph_subscription(&watch).await;
+    assert_ne!(new["id"], old.as_str(), "a new Graph subscription");
+}
+
+#[tokio::test]
+async fn a_subscription_that_expired_while_nobody_renewed_it_is_recreated_without_a_gap() {
+    let app = spawn_fast().await;
+    let watch = app.watch_inbox(SHARED).await;
+    let sub = app.graph_subscription(&watch).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The gateway was down past the expiry: Graph forgot the subscription (the emulator's
+    // clock cannot be moved for this: the gateway's requests would then lie in its past).
+    app.delete_at_graph(sub["id"].as_str().unwrap()).await;
+    let subject = format!("Sent while expired {}", uuid::Uuid::new_v4());
+    app.send_mail_to(SHARED, &subject).await;
+    // Back up: the stored expiry is in the past and the watch is due.
+    let store = app.store.as_ref().unwrap();
+    let stored = store.watch(&watch).await.unwrap().unwrap();
+    let past = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    store
+        .set_watch_graph_state(
+            &watch,
+            &m365_gateway::store::WatchGraphState {
+                graph_id: stored.graph_id.clone().unwrap(),
+                client_state_hash: stored.client_state_hash.clone(),
+                expires_at: past,
+                renew_after: past,
+            },
+        )
+        .await
+        .unwrap();
+    let event = app
+        .wait_for_event(&watch, Duration::from_secs(10), |e| {
+            e["data"]["subject"] == subject.as_str()
+        })
+        .await;
+    assert_eq!(event["changeType"], "created");
+    let new = app.graph_subscription(&watch).await;
+    assert_ne!(new["id"], sub["id"]);
+}
+
+#[tokio::test]
+async fn missed_triggers_a_resync_that_finds_the_missed_change_once() {
+    let app = spawn_fast().await;
+    let watch = app.watch_inbox(SHARED).await;
+    let sub = app.graph_subscription(&watch).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let subject = format!("Announced and resynced {}", uuid::Uuid::new_v4());
+    app.send_mail_to(SHARED, &subject).await;
+    app.wait_for_event(&watch, Duration::from_secs(5), |e| {
+        e["data"]["subject"] == subject.as_str()
+    })
+    .await;
+    app.emulator()
+        .trigger_lifecycle(sub["id"].as_str().unwrap(), "missed")
+        .unwrap();
+    // The resync sees the same message, same version: no second event.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = app.events(&watch).await;
+    let matching = events
+        .iter()
+        .filter(|e| e["data"]["subject"] == subject.as_str())
+        .count();
+    assert_eq!(matching, 1, "{events:?}");
 }
