@@ -9,6 +9,7 @@ pub mod limits;
 mod mail;
 pub mod persisted;
 mod types;
+mod watches;
 
 use async_graphql::{EmptySubscription, ErrorExtensions, MergedObject, Schema};
 use axum::http::{HeaderMap, header};
@@ -24,6 +25,7 @@ pub struct Query(
     mail::MailQuery,
     calendar::CalendarQuery,
     files::FilesQuery,
+    watches::WatchQuery,
 );
 
 /// The root mutation type.
@@ -32,6 +34,7 @@ pub struct Mutation(
     mail::MailMutation,
     calendar::CalendarMutation,
     files::FilesMutation,
+    watches::WatchMutation,
 );
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;

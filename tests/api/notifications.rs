@@ -577,3 +577,181 @@ async fn missed_triggers_a_resync_that_finds_the_missed_change_once() {
         .count();
     assert_eq!(matching, 1, "{events:?}");
 }
+
+#[tokio::test]
+async fn graphql_creates_lists_and_deletes_watches_like_rest() {
+    let app = spawn().await;
+    let data = app
+        .graphql_data(&format!(
+            "mutation {{ createChangeSubscription(input: {{ resource: {{ mailbox: \"{SHARED}\" }}, changeTypes: [\"created\"] }}) {{ id kind folder changeTypes status }} }}"
+        ))
+        .await;
+    let created = &data["createChangeSubscription"];
+    assert_eq!(created["kind"], "mail");
+    assert_eq!(created["folder"], "inbox");
+    assert_eq!(created["changeTypes"], json!(["created"]));
+    assert_eq!(created["status"], "active");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let listed = app.graphql_data("{ changeSubscriptions { id } }").await;
+    assert_eq!(listed["changeSubscriptions"][0]["id"], id.as_str());
+    assert_eq!(app.emulator().subscriptions().len(), 1);
+    let deleted = app
+        .graphql_data(&format!(
+            "mutation {{ deleteChangeSubscription(id: \"{id}\") }}"
+        ))
+        .await;
+    assert_eq!(deleted["deleteChangeSubscription"], true);
+    assert!(
+        app.emulator().subscriptions().is_empty(),
+        "the Graph subscription is gone too"
+    );
+    let (status, _) = app.get(&format!("/api/v1/subscriptions/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn watching_needs_subscriptions_manage_and_the_right_to_read_the_resource() {
+    let app = spawn().await;
+    let (status, body) = app
+        .post_json(
+            "/api/v1/subscriptions",
+            json!({ "resource": { "mailbox": SHARED, "drive": "me" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = app
+        .post_json(
+            "/api/v1/subscriptions",
+            json!({ "resource": { "drive": "me" }, "changeTypes": ["created"] }),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "drives allow only updated: {body}"
+    );
+    let (status, body) = app
+        .post_json(
+            "/api/v1/subscriptions",
+            json!({ "resource": { "mailbox": SHARED }, "notificationUrl": "https://evil.example/" }),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a caller never supplies the URL: {body}"
+    );
+    assert!(app.emulator().subscriptions().is_empty());
+}
+
+mod policy {
+    use super::*;
+    use m365_gateway::config::{CallerConfig, CallerMode, IssuerConfig, IssuerKey, Secret};
+
+    const SECRET: &str = "notifications-policy-test-secret-of-enough-length";
+
+    fn caller(name: &str, operations: &[&str], resources: &[&str]) -> CallerConfig {
+        CallerConfig {
+            issuer: "internal".into(),
+            client_id: name.into(),
+            mode: CallerMode::App,
+            user_claim: None,
+            operations: operations.iter().map(|s| s.to_string()).collect(),
+            resources: resources.iter().map(|s| s.to_string()).collect(),
+            send_as: Vec::new(),
+            sites: Vec::new(),
+            scopes: None,
+        }
+    }
+
+    fn token(caller: &str) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({ "iss": "https://idp.internal.example", "aud": "m365-gateway", "azp": caller, "sub": caller, "exp": now + 600 }),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    async fn create_as(app: &TestApp, who: &str, mailbox: &str) -> (StatusCode, Value) {
+        let response = app
+            .http
+            .post(format!("{}/api/v1/subscriptions", app.base))
+            .bearer_auth(token(who))
+            .json(&json!({ "resource": { "mailbox": mailbox } }))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_caller_watches_only_what_it_may_read_and_sees_only_its_own_watches() {
+        let mut config = test_config();
+        config.issuers.insert(
+            "internal".into(),
+            IssuerConfig {
+                issuer: "https://idp.internal.example".into(),
+                audiences: vec!["m365-gateway".into()],
+                key: IssuerKey::Hs256 {
+                    secret: Secret::new(SECRET),
+                },
+                client_claim: "azp".into(),
+                leeway: Duration::from_secs(30),
+            },
+        );
+        config
+            .callers
+            .insert("reader".into(), caller("reader", &["mail.read"], &["*"]));
+        config.callers.insert(
+            "watcher".into(),
+            caller(
+                "watcher",
+                &["mail.read", "subscriptions.manage"],
+                &[graph_emulator::DEMO_USER_UPN],
+            ),
+        );
+        config
+            .callers
+            .insert("other".into(), caller("other", &["*"], &["*"]));
+        let app = spawn_app_with(config).await;
+
+        let (status, body) = create_as(&app, "reader", SHARED).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let (status, body) = create_as(&app, "watcher", SHARED).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "outside its resources: {body}"
+        );
+        assert!(
+            app.emulator().subscriptions().is_empty(),
+            "no Graph call made a subscription"
+        );
+
+        let (status, own) = create_as(&app, "watcher", graph_emulator::DEMO_USER_UPN).await;
+        assert_eq!(status, StatusCode::CREATED, "{own}");
+        // Another caller that may do everything still does not see it.
+        let other = |path: String| {
+            app.http
+                .get(format!("{}{path}", app.base))
+                .bearer_auth(token("other"))
+                .send()
+        };
+        let response = other(format!(
+            "/api/v1/subscriptions/{}",
+            own["id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let listed: Value = other("/api/v1/subscriptions".into())
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["value"], json!([]));
+    }
+}
