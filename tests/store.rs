@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use m365_gateway::store::{
-    ConnectedAccount, EncryptionConfig, NewConnectedAccount, PendingConnect, Store, StoreConfig,
-    StoreError,
+    ConnectedAccount, EncryptionConfig, NewChangeEvent, NewConnectedAccount, NewNotification,
+    NewWatch, PendingConnect, Store, StoreConfig, StoreError,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -1007,6 +1007,167 @@ async fn the_dev_key_file_is_created_with_mode_0600_and_reused(db: &TestDb) {
     );
 }
 
+// ---- change notifications (src/store/notifications.rs) ----
+
+fn watch(id: &str) -> NewWatch {
+    NewWatch {
+        id: id.to_owned(),
+        caller: "crm".into(),
+        kind: "mail".into(),
+        target: "u1".into(),
+        folder: "inbox".into(),
+        resource: "users/u1/mailFolders('inbox')/messages".into(),
+        change_types: "created".into(),
+        include_resource_data: false,
+        resync: None,
+    }
+}
+
+fn notification(watch: &str, key: &str) -> NewNotification {
+    NewNotification {
+        dedupe_key: key.to_owned(),
+        subscription_id: watch.to_owned(),
+        graph_id: "g1".into(),
+        change_type: Some("created".into()),
+        lifecycle_event: None,
+        resource: Some(format!("Users/u1/Messages/{key}")),
+        resource_id: Some(key.to_owned()),
+        etag: Some("W/\"1\"".into()),
+        resource_data: None,
+    }
+}
+
+fn event(watch: &str, id: &str) -> NewChangeEvent {
+    NewChangeEvent {
+        id: id.to_owned(),
+        subscription_id: watch.to_owned(),
+        change_type: "created".into(),
+        resource: format!("Users/u1/Messages/{id}"),
+        resource_id: Some(id.to_owned()),
+        data: Some(serde_json::json!({ "subject": id })),
+        occurred_at: OffsetDateTime::now_utc(),
+    }
+}
+
+async fn notifications_are_deduplicated_and_each_is_claimed_by_one_worker(db: &TestDb) {
+    let a = db.store(&["k1"], None).await;
+    let b = db.store(&["k1"], None).await;
+    a.insert_watch(&watch("w1")).await.unwrap();
+    let items: Vec<NewNotification> = (0..200).map(|i| notification("w1", &format!("n{i}"))).collect();
+    assert_eq!(a.enqueue_notifications(&items).await.unwrap(), 200);
+    // Graph's retry of the same items adds nothing.
+    assert_eq!(b.enqueue_notifications(&items[..50]).await.unwrap(), 0);
+    let lease = Duration::from_secs(60);
+    let mut claimed = Vec::new();
+    loop {
+        let (x, y) = tokio::join!(
+            a.claim_notifications("replica-a", lease, 7),
+            b.claim_notifications("replica-b", lease, 7)
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        if x.is_empty() && y.is_empty() {
+            break;
+        }
+        claimed.extend(x.into_iter().map(|i| i.seq));
+        claimed.extend(y.into_iter().map(|i| i.seq));
+    }
+    let count = claimed.len();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!((count, claimed.len()), (200, 200), "every row claimed exactly once");
+}
+
+async fn a_worker_whose_lease_ran_out_cannot_finish_and_the_effect_is_recorded_once(db: &TestDb) {
+    let store = db.store(&["k1"], None).await;
+    store.insert_watch(&watch("w1")).await.unwrap();
+    store.enqueue_notifications(&[notification("w1", "n1")]).await.unwrap();
+    let slow = store
+        .claim_notifications("slow", Duration::from_millis(200), 10)
+        .await
+        .unwrap();
+    assert_eq!(slow.len(), 1);
+    assert!(store.claim_notifications("fast", Duration::from_secs(60), 10).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fast = store
+        .claim_notifications("fast", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(fast.len(), 1, "the lease ran out: another worker takes the row");
+    assert_eq!(fast[0].attempts, 2);
+    let recorded = store
+        .complete_notification(fast[0].seq, "fast", &[event("w1", "e1")])
+        .await
+        .unwrap()
+        .expect("the holder finishes");
+    assert_eq!(recorded.len(), 1);
+    assert!(
+        store
+            .complete_notification(slow[0].seq, "slow", &[event("w1", "e1")])
+            .await
+            .unwrap()
+            .is_none(),
+        "the worker that lost its lease writes nothing"
+    );
+    let events = store.events_after("w1", 0, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data, Some(serde_json::json!({ "subject": "e1" })));
+    assert_eq!(store.outbox_counts().await.unwrap(), vec![("done".to_owned(), 1)]);
+}
+
+async fn due_watches_are_claimed_by_one_replica_and_released_for_later(db: &TestDb) {
+    let a = db.store(&["k1"], None).await;
+    let b = db.store(&["k1"], None).await;
+    for i in 0..12 {
+        let id = format!("w{i}");
+        a.insert_watch(&watch(&id)).await.unwrap();
+        // Due now.
+        a.request_watch_work(&id, false, true).await.unwrap();
+    }
+    let lease = Duration::from_secs(60);
+    let (x, y) = tokio::join!(
+        a.claim_due_watches("replica-a", lease, 100),
+        b.claim_due_watches("replica-b", lease, 100)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.len() + y.len(), 12, "each due watch claimed once");
+    let mut ids: Vec<String> = x.iter().chain(y.iter()).map(|w| w.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 12);
+    let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    for w in &x {
+        a.release_watch(&w.id, "replica-a", later, None, false).await.unwrap();
+    }
+    // Released for later: nobody claims them now; the other replica's are still leased.
+    assert!(b.claim_due_watches("replica-b", lease, 100).await.unwrap().is_empty());
+}
+
+async fn a_resync_commits_new_events_and_its_delta_link_together(db: &TestDb) {
+    let store = db.store(&["k1"], None).await;
+    let mut w = watch("w1");
+    w.resync = Some("delta".into());
+    store.insert_watch(&w).await.unwrap();
+    store.enqueue_notifications(&[notification("w1", "n1")]).await.unwrap();
+    let claimed = store.claim_notifications("r", Duration::from_secs(60), 10).await.unwrap();
+    store
+        .complete_notification(claimed[0].seq, "r", &[event("w1", "e1")])
+        .await
+        .unwrap();
+    let new = store
+        .finish_resync("w1", Some("https://graph/delta?token=2"), &[event("w1", "e1"), event("w1", "e2")])
+        .await
+        .unwrap();
+    assert_eq!(new.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e2"], "e1 was known");
+    let after = store.watch("w1").await.unwrap().unwrap();
+    assert_eq!(after.delta_link.as_deref(), Some("https://graph/delta?token=2"));
+    assert_eq!(after.resync, None);
+    assert!(after.synced_at.is_some());
+    // Deleting the watch takes its outbox rows and events with it.
+    assert!(store.delete_watch("w1").await.unwrap());
+    assert!(store.events_after("w1", 0, 10).await.unwrap().is_empty());
+    assert_eq!(store.outbox_counts().await.unwrap(), vec![]);
+}
+
 macro_rules! on_both_backends {
     ($($scenario:ident),+ $(,)?) => {
         mod sqlite {
@@ -1032,6 +1193,10 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    notifications_are_deduplicated_and_each_is_claimed_by_one_worker,
+    a_worker_whose_lease_ran_out_cannot_finish_and_the_effect_is_recorded_once,
+    due_watches_are_claimed_by_one_replica_and_released_for_later,
+    a_resync_commits_new_events_and_its_delta_link_together,
     migrations_are_idempotent_when_connecting_twice,
     a_closed_store_answers_unavailable,
     a_pending_connect_is_single_use_and_expires,
