@@ -32,6 +32,7 @@ pub struct SubscriptionList {
 }
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct EventList {
     pub value: Vec<EventView>,
     /// Pass as `after` for the next page (absent when this page is empty).

@@ -1,5 +1,6 @@
 //! Integration tests: the emulator and the gateway on port 0, real HTTP, one binary.
 
+mod crash;
 mod auth;
 mod calendar;
 mod cli;

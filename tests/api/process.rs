@@ -15,6 +15,8 @@ pub struct GatewayProcess {
     child: Child,
     pub base: String,
     dir: PathBuf,
+    /// Keep `dir` when dropped (a restarted process takes it over).
+    keep_dir: bool,
 }
 
 impl GatewayProcess {
@@ -37,6 +39,18 @@ impl GatewayProcess {
             .unwrap()
             .port();
         let dir = std::env::temp_dir().join(format!("m365gw-proc-{}-{port}", std::process::id()));
+        Self::start_at(emulator, caller, extra, port, dir).await
+    }
+
+    /// Starts (or restarts) the gateway on `port` with its files in `dir` (the config, the
+    /// SQLite store of the embedded default), which may hold a previous process's data.
+    pub async fn start_at(
+        emulator: &RunningEmulator,
+        caller: &str,
+        extra: &str,
+        port: u16,
+        dir: PathBuf,
+    ) -> GatewayProcess {
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("gateway.toml");
         std::fs::write(
@@ -44,6 +58,7 @@ impl GatewayProcess {
             format!(
                 r#"
 listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
 [log]
 level = "warn"
 [graph]
@@ -76,13 +91,20 @@ client_claim = "azp"
             .current_dir(&dir)
             .stdout(Stdio::null())
             // Kept for a failing test to show (see `stderr`).
-            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("stderr.log"))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         let gateway = GatewayProcess {
             child,
             base: format!("http://127.0.0.1:{port}"),
             dir,
+            keep_dir: false,
         };
         let http = reqwest::Client::new();
         let started = Instant::now();
@@ -147,10 +169,23 @@ client_claim = "azp"
     }
 }
 
+impl GatewayProcess {
+    /// SIGKILL: no shutdown of any kind, as a crashed machine or the OOM killer. Its
+    /// directory stays for a restart.
+    pub fn kill_hard(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.keep_dir = true;
+        self.dir.clone()
+    }
+}
+
 impl Drop for GatewayProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
