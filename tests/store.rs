@@ -1053,7 +1053,9 @@ async fn notifications_are_deduplicated_and_each_is_claimed_by_one_worker(db: &T
     let a = db.store(&["k1"], None).await;
     let b = db.store(&["k1"], None).await;
     a.insert_watch(&watch("w1")).await.unwrap();
-    let items: Vec<NewNotification> = (0..200).map(|i| notification("w1", &format!("n{i}"))).collect();
+    let items: Vec<NewNotification> = (0..200)
+        .map(|i| notification("w1", &format!("n{i}")))
+        .collect();
     assert_eq!(a.enqueue_notifications(&items).await.unwrap(), 200);
     // Graph's retry of the same items adds nothing.
     assert_eq!(b.enqueue_notifications(&items[..50]).await.unwrap(), 0);
@@ -1074,25 +1076,42 @@ async fn notifications_are_deduplicated_and_each_is_claimed_by_one_worker(db: &T
     let count = claimed.len();
     claimed.sort();
     claimed.dedup();
-    assert_eq!((count, claimed.len()), (200, 200), "every row claimed exactly once");
+    assert_eq!(
+        (count, claimed.len()),
+        (200, 200),
+        "every row claimed exactly once"
+    );
 }
 
 async fn a_worker_whose_lease_ran_out_cannot_finish_and_the_effect_is_recorded_once(db: &TestDb) {
     let store = db.store(&["k1"], None).await;
     store.insert_watch(&watch("w1")).await.unwrap();
-    store.enqueue_notifications(&[notification("w1", "n1")]).await.unwrap();
+    store
+        .enqueue_notifications(&[notification("w1", "n1")])
+        .await
+        .unwrap();
     let slow = store
         .claim_notifications("slow", Duration::from_millis(200), 10)
         .await
         .unwrap();
     assert_eq!(slow.len(), 1);
-    assert!(store.claim_notifications("fast", Duration::from_secs(60), 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_notifications("fast", Duration::from_secs(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let fast = store
         .claim_notifications("fast", Duration::from_secs(60), 10)
         .await
         .unwrap();
-    assert_eq!(fast.len(), 1, "the lease ran out: another worker takes the row");
+    assert_eq!(
+        fast.len(),
+        1,
+        "the lease ran out: another worker takes the row"
+    );
     assert_eq!(fast[0].attempts, 2);
     let recorded = store
         .complete_notification(fast[0].seq, "fast", &[event("w1", "e1")])
@@ -1111,7 +1130,10 @@ async fn a_worker_whose_lease_ran_out_cannot_finish_and_the_effect_is_recorded_o
     let events = store.events_after("w1", 0, 10).await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].data, Some(serde_json::json!({ "subject": "e1" })));
-    assert_eq!(store.outbox_counts().await.unwrap(), vec![("done".to_owned(), 1)]);
+    assert_eq!(
+        store.outbox_counts().await.unwrap(),
+        vec![("done".to_owned(), 1)]
+    );
 }
 
 async fn due_watches_are_claimed_by_one_replica_and_released_for_later(db: &TestDb) {
@@ -1136,10 +1158,17 @@ async fn due_watches_are_claimed_by_one_replica_and_released_for_later(db: &Test
     assert_eq!(ids.len(), 12);
     let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
     for w in &x {
-        a.release_watch(&w.id, "replica-a", later, None, false).await.unwrap();
+        a.release_watch(&w.id, "replica-a", later, None, false)
+            .await
+            .unwrap();
     }
     // Released for later: nobody claims them now; the other replica's are still leased.
-    assert!(b.claim_due_watches("replica-b", lease, 100).await.unwrap().is_empty());
+    assert!(
+        b.claim_due_watches("replica-b", lease, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn a_resync_commits_new_events_and_its_delta_link_together(db: &TestDb) {
@@ -1147,19 +1176,36 @@ async fn a_resync_commits_new_events_and_its_delta_link_together(db: &TestDb) {
     let mut w = watch("w1");
     w.resync = Some("delta".into());
     store.insert_watch(&w).await.unwrap();
-    store.enqueue_notifications(&[notification("w1", "n1")]).await.unwrap();
-    let claimed = store.claim_notifications("r", Duration::from_secs(60), 10).await.unwrap();
+    store
+        .enqueue_notifications(&[notification("w1", "n1")])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_notifications("r", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
     store
         .complete_notification(claimed[0].seq, "r", &[event("w1", "e1")])
         .await
         .unwrap();
     let new = store
-        .finish_resync("w1", Some("https://graph/delta?token=2"), &[event("w1", "e1"), event("w1", "e2")])
+        .finish_resync(
+            "w1",
+            Some("https://graph/delta?token=2"),
+            &[event("w1", "e1"), event("w1", "e2")],
+        )
         .await
         .unwrap();
-    assert_eq!(new.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e2"], "e1 was known");
+    assert_eq!(
+        new.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["e2"],
+        "e1 was known"
+    );
     let after = store.watch("w1").await.unwrap().unwrap();
-    assert_eq!(after.delta_link.as_deref(), Some("https://graph/delta?token=2"));
+    assert_eq!(
+        after.delta_link.as_deref(),
+        Some("https://graph/delta?token=2")
+    );
     assert_eq!(after.resync, None);
     assert!(after.synced_at.is_some());
     // Deleting the watch takes its outbox rows and events with it.

@@ -26,15 +26,17 @@ pub fn router() -> Router<AppState> {
         .route("/subscriptions/{id}/events", get(list_events))
 }
 
+/// As the other lists of the API: `data`.
 #[derive(Serialize, ToSchema)]
 pub struct SubscriptionList {
-    pub value: Vec<WatchView>,
+    pub data: Vec<WatchView>,
 }
 
+/// As the other lists of the API: `data`, and where to go on (here a position, since
+/// events only ever get appended).
 #[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
 pub struct EventList {
-    pub value: Vec<EventView>,
+    pub data: Vec<EventView>,
     /// Pass as `after` for the next page (absent when this page is empty).
     pub next_after: Option<i64>,
 }
@@ -74,7 +76,7 @@ pub async fn list_subscriptions(
     Authenticated(session): Authenticated,
 ) -> Result<Json<SubscriptionList>, ApiError> {
     Ok(Json(SubscriptionList {
-        value: session.watches().await?,
+        data: session.watches().await?,
     }))
 }
 
@@ -114,9 +116,9 @@ pub async fn list_events(
     Path(id): Path<String>,
     Query(params): Query<EventParams>,
 ) -> Result<Json<EventList>, ApiError> {
-    let value = session
+    let data = session
         .watch_events(&id, params.after.unwrap_or(0), params.limit.unwrap_or(100))
         .await?;
-    let next_after = value.last().map(|e| e.seq);
-    Ok(Json(EventList { value, next_after }))
+    let next_after = data.last().map(|e| e.seq);
+    Ok(Json(EventList { data, next_after }))
 }

@@ -82,8 +82,18 @@ async fn a_thousand_notifications_survive_two_sigkills_and_each_has_its_effect_o
         .await
         .unwrap();
     let watch = created["id"].as_str().expect("watch created").to_owned();
-    let sub = emulator.emulator.subscriptions().pop().expect("a Graph subscription");
-    let user = sub["resource"].as_str().unwrap().split('/').nth(1).unwrap().to_owned();
+    let sub = emulator
+        .emulator
+        .subscriptions()
+        .pop()
+        .expect("a Graph subscription");
+    let user = sub["resource"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .nth(1)
+        .unwrap()
+        .to_owned();
 
     let posts: Vec<Value> = (0..NOTIFICATIONS / PER_POST)
         .map(|p| {
@@ -148,11 +158,11 @@ async fn a_thousand_notifications_survive_two_sigkills_and_each_has_its_effect_o
                 .json()
                 .await
                 .unwrap();
-            let value = page["value"].as_array().unwrap().clone();
+            let value = page["data"].as_array().unwrap().clone();
             if value.is_empty() {
                 break;
             }
-            after = page["nextAfter"].as_i64().unwrap();
+            after = page["next_after"].as_i64().unwrap();
             all.extend(value);
         }
         if all.len() >= NOTIFICATIONS || started.elapsed() > Duration::from_secs(90) {
@@ -169,7 +179,11 @@ async fn a_thousand_notifications_survive_two_sigkills_and_each_has_its_effect_o
     let missing: Vec<usize> = (0..NOTIFICATIONS)
         .filter(|n| !per_item.contains_key(&format!("crash-{n}")))
         .collect();
-    assert!(missing.is_empty(), "lost: {missing:?}\n{}", gateway.stderr());
+    assert!(
+        missing.is_empty(),
+        "lost: {missing:?}\n{}",
+        gateway.stderr()
+    );
     let doubled: Vec<(&String, &usize)> = per_item.iter().filter(|(_, c)| **c > 1).collect();
     assert!(doubled.is_empty(), "more than once: {doubled:?}");
     assert_eq!(events.len(), NOTIFICATIONS);

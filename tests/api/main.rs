@@ -1,6 +1,5 @@
 //! Integration tests: the emulator and the gateway on port 0, real HTTP, one binary.
 
-mod crash;
 mod auth;
 mod calendar;
 mod cli;
@@ -9,6 +8,7 @@ mod connected;
 mod contacts;
 mod contracts;
 mod cors;
+mod crash;
 mod docker;
 mod efficiency;
 mod files;
@@ -29,6 +29,7 @@ mod operations;
 mod policy;
 mod process;
 mod rate_limit;
+mod replicas;
 mod resilience;
 mod rest_directory;
 mod rich_notifications;

@@ -69,7 +69,7 @@ impl TestApp {
                 .get(&format!("/api/v1/subscriptions/{watch}/events?limit=500"))
                 .await;
             assert_eq!(status, StatusCode::OK, "{body}");
-            if let Some(found) = body["value"].as_array().unwrap().iter().find(|e| pred(e)) {
+            if let Some(found) = body["data"].as_array().unwrap().iter().find(|e| pred(e)) {
                 return found.clone();
             }
             assert!(
@@ -87,8 +87,8 @@ async fn mail_sent_to_a_watched_shared_inbox_becomes_a_created_event_within_two_
     let watch = app.watch_inbox(SHARED).await;
     let (status, listed) = app.get("/api/v1/subscriptions").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(listed["value"][0]["id"], watch.as_str(), "{listed}");
-    assert_eq!(listed["value"][0]["status"], "active", "{listed}");
+    assert_eq!(listed["data"][0]["id"], watch.as_str(), "{listed}");
+    assert_eq!(listed["data"][0]["status"], "active", "{listed}");
 
     let subject = format!("Order {}", uuid::Uuid::new_v4());
     let sent = Instant::now();
@@ -193,7 +193,7 @@ impl TestApp {
         let (_, body) = self
             .get(&format!("/api/v1/subscriptions/{watch}/events?limit=500"))
             .await;
-        body["value"].as_array().unwrap().clone()
+        body["data"].as_array().unwrap().clone()
     }
 
     async fn metric(&self, name_and_labels: &str) -> f64 {
@@ -752,6 +752,6 @@ mod policy {
             .json()
             .await
             .unwrap();
-        assert_eq!(listed["value"], json!([]));
+        assert_eq!(listed["data"], json!([]));
     }
 }

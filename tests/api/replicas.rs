@@ -1,0 +1,145 @@
+//! Two gateway replicas sharing PostgreSQL (and Redis): work is done once across them
+//! (issue 8). PostgreSQL comes from `TEST_DATABASE_URL`, Redis from `TEST_REDIS_URL`;
+//! without them these tests are skipped with a note, except under `CI=true`, where that is
+//! a failure.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use graph_emulator::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RunningEmulator};
+use m365_gateway::config::{CallerMode, Secret};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection};
+
+use crate::helpers::{TestApp, loopback, real_mode_config, spawn_app_with, test_token};
+
+/// `name`'s URL from the environment; None (with a note) when unset, a failure under CI.
+pub fn required_env(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true"),
+                "{name} is unset but CI=true: the replica tests must run in CI"
+            );
+            eprintln!("note: {name} is unset; skipping this replica test");
+            None
+        }
+    }
+}
+
+/// A fresh PostgreSQL schema on `TEST_DATABASE_URL` (creating the database if needed) and
+/// the store URL that uses it.
+pub async fn postgres_schema(base: &str) -> String {
+    let schema = format!("m365gw_replicas_{}", uuid::Uuid::new_v4().simple());
+    let options = sqlx::postgres::PgConnectOptions::from_str(base).expect("TEST_DATABASE_URL");
+    let mut conn = match sqlx::PgConnection::connect_with(&options).await {
+        Ok(c) => c,
+        Err(_) => {
+            let name = options.get_database().unwrap_or("postgres").to_owned();
+            let mut admin = sqlx::PgConnection::connect_with(&options.clone().database("postgres"))
+                .await
+                .expect("PostgreSQL answers");
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&mut admin)
+                .await;
+            sqlx::PgConnection::connect_with(&options).await.unwrap()
+        }
+    };
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options[search_path]={schema}")
+}
+
+/// A replica on the shared emulator, store and Redis. Graph posts notifications to
+/// `public_url` (the load balancer in production; replica A here).
+pub async fn replica(
+    emulator: &RunningEmulator,
+    store_url: &str,
+    redis: Option<(&str, &str)>,
+    public_url: Option<&str>,
+) -> TestApp {
+    let mut config = real_mode_config(
+        emulator,
+        DEFAULT_CLIENT_ID,
+        ("ops", CallerMode::App, &["*"], &["*"]),
+    );
+    config.graph.client_secret = Some(Secret::new(DEFAULT_CLIENT_SECRET));
+    config.store.url = store_url.to_owned();
+    config.notifications.renewal_interval = Duration::from_millis(200);
+    config.notifications.poll_interval = Duration::from_millis(200);
+    if let Some((url, prefix)) = redis {
+        config.redis.url = Some(Secret::new(url));
+        config.redis.key_prefix = prefix.to_owned();
+    }
+    config.public_url = public_url.map(|u| u.parse().unwrap());
+    let mut app = spawn_app_with(config).await;
+    app.token = test_token("ops", None);
+    app
+}
+
+fn patches(emulator: &RunningEmulator) -> u64 {
+    let stats = serde_json::to_value(emulator.emulator.stats()).unwrap();
+    stats["routes"]["PATCH /subscriptions/{id}"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_renew_each_due_subscription_exactly_once() {
+    let Some(base) = required_env("TEST_DATABASE_URL") else {
+        return;
+    };
+    let store = postgres_schema(&base).await;
+    let emulator = graph_emulator::Emulator::spawn(Default::default(), loopback())
+        .await
+        .unwrap();
+    let a = replica(&emulator, &store, None, None).await;
+    let b = replica(&emulator, &store, None, Some(&a.base)).await;
+
+    let mailboxes: Vec<String> = emulator
+        .emulator
+        .subscriptions()
+        .iter()
+        .map(|s| s["id"].to_string())
+        .collect();
+    assert!(mailboxes.is_empty());
+    let users: Value = a.get("/api/v1/users?limit=6").await.1;
+    let mut watches = Vec::new();
+    for u in users["data"].as_array().unwrap().iter().take(5) {
+        let (status, body) = a
+            .post_json(
+                "/api/v1/subscriptions",
+                json!({ "resource": { "mailbox": u["id"] } }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        watches.push(body["id"].as_str().unwrap().to_owned());
+    }
+    // The new watches' baselines run (no renewal: they have their whole life left).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(patches(&emulator), 0);
+    // Every watch comes due at once; both replicas' renewal jobs are looking.
+    let store_a = a.store.as_ref().unwrap();
+    for w in &watches {
+        store_a.request_watch_work(w, false, true).await.unwrap();
+    }
+    let started = Instant::now();
+    while patches(&emulator) < watches.len() as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "renewed {} of {}",
+            patches(&emulator),
+            watches.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Several more rounds of both jobs: nothing is renewed twice.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(patches(&emulator), watches.len() as u64);
+    drop(b);
+}
