@@ -755,3 +755,65 @@ mod policy {
         assert_eq!(listed["data"], json!([]));
     }
 }
+
+#[tokio::test]
+async fn rich_notifications_are_verified_decrypted_and_need_no_read_back() {
+    let mut config = test_config();
+    let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/certs");
+    config.notifications.encryption = Some(m365_gateway::config::NotificationCertificate {
+        certificate_file: format!("{certs}/cert.pem").into(),
+        private_key_file: format!("{certs}/key.pem").into(),
+        certificate_id: "gateway-2026".into(),
+        previous: Vec::new(),
+    });
+    let app = spawn_app_with(config).await;
+    let (status, body) = app
+        .post_json(
+            "/api/v1/subscriptions",
+            json!({ "resource": { "mailbox": SHARED }, "changeTypes": ["created"], "includeResourceData": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let watch = body["id"].as_str().unwrap().to_owned();
+    let sub = app.graph_subscription(&watch).await;
+    assert_eq!(sub["includeResourceData"], true);
+    assert_eq!(sub["encryptionCertificateId"], "gateway-2026");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.reset_stats().await;
+
+    let subject = format!("Rich order {}", uuid::Uuid::new_v4());
+    app.send_mail_to(SHARED, &subject).await;
+    let event = app
+        .wait_for_event(&watch, Duration::from_secs(5), |e| {
+            e["data"]["subject"] == subject.as_str()
+        })
+        .await;
+    assert_eq!(event["changeType"], "created");
+    // The decrypted item carries the body the notification encrypted.
+    assert!(
+        event["data"]["body"]["content"]
+            .as_str()
+            .is_some_and(|b| b.contains("Order #4711")),
+        "{event}"
+    );
+    let stats = app.stats().await;
+    assert!(
+        stats["routes"]["GET /users/{id}/messages/{id}"].is_null(),
+        "no read-back: {}",
+        stats["routes"]
+    );
+}
+
+#[tokio::test]
+async fn resource_data_without_a_configured_certificate_is_refused_before_graph_is_asked() {
+    let app = spawn().await;
+    let (status, body) = app
+        .post_json(
+            "/api/v1/subscriptions",
+            json!({ "resource": { "mailbox": SHARED }, "includeResourceData": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("notifications.encryption"));
+    assert!(app.emulator().subscriptions().is_empty());
+}
