@@ -243,6 +243,7 @@ impl App {
                     chunk_bytes: config.files.chunk_bytes,
                     transfer_timeout: config.files.transfer_timeout,
                 },
+                outbound_webhooks: config.notifications.webhooks.clone(),
             },
             graphql: Arc::new(GraphqlRuntime::new(&config)?),
             rate: Arc::new(RateLimiter::new(&config.rate_limit, redis)),

@@ -14,6 +14,7 @@ pub mod mail_send;
 mod paging;
 pub mod policy;
 pub mod timezone;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -243,6 +244,8 @@ pub struct Services {
     /// Seals and opens gateway download links.
     pub links: Arc<links::LinkSealer>,
     pub files: files_transfer::FileSettings,
+    /// `notifications.webhooks`: the URL policy of consumer webhooks.
+    pub outbound_webhooks: crate::config::OutboundWebhooksConfig,
 }
 
 /// One inbound request's view of the services: who calls, as which Graph identity, with
