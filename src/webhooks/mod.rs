@@ -1,0 +1,3 @@
+//! Webhooks: signed deliveries of change events to internal consumers.
+
+pub mod outbound;
