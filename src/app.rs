@@ -164,11 +164,18 @@ impl App {
             .user_agent(concat!("m365-gateway/", env!("CARGO_PKG_VERSION")))
             .build()?;
 
-        // The store holds connected users' grants; it is opened when a caller needs it.
+        // The store holds connected users' grants and consumer webhooks; it is opened when a
+        // caller needs it, or when webhooks may be registered (some URL prefix is allowed).
         let store = if config
             .callers
             .values()
             .any(|c| c.mode == CallerMode::Connected)
+            || (config.notifications.enabled
+                && !config
+                    .notifications
+                    .webhooks
+                    .allowed_url_prefixes
+                    .is_empty())
         {
             let dev_key = (!config.production)
                 .then(|| std::path::Path::new(DATA_DIR).join("dev-encryption.key"));

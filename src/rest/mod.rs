@@ -6,6 +6,7 @@ pub mod connect;
 mod directory;
 pub(crate) mod files;
 mod mail;
+mod webhooks;
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -34,6 +35,7 @@ pub fn router() -> Router<AppState> {
                 .merge(calendar::router())
                 .merge(files::router())
                 .merge(connect::api_router())
+                .merge(webhooks::router())
                 .fallback(|| async {
                     ApiError::from(ServiceError::NotFound("no such route".into()))
                 }),
@@ -120,6 +122,12 @@ pub fn openapi_yaml() -> String {
         connect::list_connections,
         connect::create_connect_link,
         connect::revoke_connection,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::delete_webhook,
+        webhooks::list_deliveries,
+        webhooks::replay_delivery,
+        webhooks::replay_dead,
     ),
     // Enums used only as query parameters are referred to by name but not collected by
     // utoipa; without them here the references point nowhere.

@@ -24,6 +24,7 @@ mod mail_memory;
 mod mail_read;
 mod mail_send;
 mod operations;
+mod outbound_webhooks;
 mod policy;
 mod process;
 mod rate_limit;
