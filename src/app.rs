@@ -254,6 +254,14 @@ impl App {
         if let Some(n) = &notifications {
             crate::webhooks::worker::spawn(n.clone(), shutdown.clone());
             crate::webhooks::renewal::spawn(n.clone(), shutdown.clone());
+            crate::webhooks::outbound::spawn_delivery_worker(
+                n.store.clone(),
+                http_for_jobs.clone(),
+                config.notifications.webhooks.clone(),
+                n.replica.clone(),
+                n.wake_deliveries.clone(),
+                shutdown.clone(),
+            );
         }
         let state = AppState {
             auth,
@@ -279,6 +287,7 @@ impl App {
                 },
                 events,
                 notifications,
+                outbound_webhooks: config.notifications.webhooks.clone(),
             },
             graphql: Arc::new(GraphqlRuntime::new(&config)?),
             rate: Arc::new(RateLimiter::new(&config.rate_limit, redis)),

@@ -1380,3 +1380,7 @@ impl TruncatedTime for PendingConnect {
         p
     }
 }
+
+// Consumer webhooks and their deliveries, with the fixtures and the macro above.
+#[path = "store/deliveries.rs"]
+mod deliveries;

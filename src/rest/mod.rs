@@ -7,6 +7,7 @@ mod directory;
 pub(crate) mod files;
 mod mail;
 mod subscriptions;
+mod webhooks;
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
                 .merge(files::router())
                 .merge(connect::api_router())
                 .merge(subscriptions::router())
+                .merge(webhooks::router())
                 .fallback(|| async {
                     ApiError::from(ServiceError::NotFound("no such route".into()))
                 }),
@@ -127,6 +129,12 @@ pub fn openapi_yaml() -> String {
         subscriptions::get_subscription,
         subscriptions::delete_subscription,
         subscriptions::list_events,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::delete_webhook,
+        webhooks::list_deliveries,
+        webhooks::replay_delivery,
+        webhooks::replay_dead,
     ),
     // Enums used only as query parameters are referred to by name but not collected by
     // utoipa; without them here the references point nowhere.

@@ -15,6 +15,7 @@ mod paging;
 pub mod policy;
 pub mod subscriptions;
 pub mod timezone;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -248,6 +249,8 @@ pub struct Services {
     pub events: crate::webhooks::bus::EventBus,
     /// Change notifications (watches, the receiver, workers); None when turned off.
     pub notifications: Option<Arc<crate::webhooks::manage::Notifications>>,
+    /// `notifications.webhooks`: the URL policy of consumer webhooks.
+    pub outbound_webhooks: crate::config::OutboundWebhooksConfig,
 }
 
 /// One inbound request's view of the services: who calls, as which Graph identity, with

@@ -22,7 +22,7 @@ pub const MAX_WATCHES_PER_CALLER: usize = 100;
 
 /// What to watch: exactly one of the fields.
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct WatchResource {
     /// A mailbox (user id or address) whose `folder` to watch (messages).
     pub mailbox: Option<String>,
@@ -40,7 +40,7 @@ pub struct WatchResource {
 
 /// A new watch.
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct WatchRequest {
     pub resource: WatchResource,
     /// `created`, `updated`, `deleted`; default: all the resource allows.
@@ -54,7 +54,6 @@ pub struct WatchRequest {
 
 /// A watch as callers see it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
 pub struct WatchView {
     pub id: String,
     /// mail | calendar | contacts | drive | users | groups
@@ -104,7 +103,6 @@ impl WatchView {
 
 /// An event as callers see it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
 pub struct EventView {
     pub id: String,
     /// Position in the watch's event stream: pass it as `after` to page on.

@@ -83,6 +83,11 @@ impl Aad {
     pub(crate) fn pending(state: &str) -> Self {
         Self::new("pending", &[state])
     }
+
+    /// `consumer_webhooks.secret_enc` of a webhook id.
+    pub(crate) fn webhook(id: &str) -> Self {
+        Self::new("webhook", &[id])
+    }
 }
 
 /// The keys the store can read with, and the one it writes with.

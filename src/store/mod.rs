@@ -12,6 +12,8 @@
 //!
 //! - `notifications.rs` watches (Graph subscriptions), the notification outbox, change
 //!   events, consumer webhooks and their deliveries
+//! - `deliveries.rs` consumer webhooks (sealed signing secrets) and claiming, retrying,
+//!   dead-lettering and replaying their deliveries
 //!
 //! Later areas follow the same pattern: a migration per backend, a file with an `impl Store` block, and, for tables with
 //! secret columns, an `Aad` constructor and a step in [`Store::reencrypt_all`].
@@ -50,6 +52,7 @@ macro_rules! with_pool {
 mod accounts;
 mod cipher;
 mod config;
+mod deliveries;
 mod error;
 mod keyfile;
 mod migrate;
@@ -59,6 +62,10 @@ mod timestamp;
 pub use accounts::{ConnectedAccount, ConnectedAccountInfo, NewConnectedAccount, PendingConnect};
 pub(crate) use cipher::decode_key;
 pub use config::{DEFAULT_MAX_CONNECTIONS, DEFAULT_URL, EncryptionConfig, StoreConfig};
+pub use deliveries::{
+    ClaimedDelivery, ConsumerWebhook, DeliveryInfo, DeliveryState, ReplayOutcome,
+    WEBHOOK_SECRET_LEN, WEBHOOK_SECRET_PREFIX, WebhookSecret,
+};
 pub use error::StoreError;
 pub use keyfile::DEV_KEY_ID;
 pub use notifications::{
@@ -175,6 +182,7 @@ impl Store {
         let mut report = accounts::Reencrypted::default();
         self.reencrypt_pending_connects(&mut report).await?;
         self.reencrypt_connected_accounts(&mut report).await?;
+        self.reencrypt_consumer_webhooks(&mut report).await?;
         tracing::info!(
             rewritten = report.rewritten,
             unreadable = report.unreadable.len(),

@@ -7,9 +7,11 @@
 //! - `renewal.rs`  keeps Graph subscriptions alive, re-creates lost ones, delta resyncs
 //! - `bus.rs`      live fan-out of events to GraphQL subscribers
 //! - `rich.rs`     rich notifications: validation tokens, decrypting resource data
+//! - `outbound.rs` signed deliveries of events to consumers' webhooks, retries, dead letters
 
 pub mod bus;
 pub mod manage;
+pub mod outbound;
 pub mod receive;
 pub mod renewal;
 pub mod rich;

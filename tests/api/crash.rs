@@ -173,7 +173,7 @@ async fn a_thousand_notifications_survive_two_sigkills_and_each_has_its_effect_o
     let mut per_item: HashMap<String, usize> = HashMap::new();
     for e in &events {
         *per_item
-            .entry(e["resourceId"].as_str().unwrap().to_owned())
+            .entry(e["resource_id"].as_str().unwrap().to_owned())
             .or_default() += 1;
     }
     let missing: Vec<usize> = (0..NOTIFICATIONS)

@@ -26,6 +26,7 @@ mod mail_read;
 mod mail_send;
 mod notifications;
 mod operations;
+mod outbound_webhooks;
 mod policy;
 mod process;
 mod rate_limit;

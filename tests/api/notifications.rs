@@ -38,7 +38,7 @@ impl TestApp {
         let (status, body) = self
             .post_json(
                 "/api/v1/subscriptions",
-                json!({ "resource": { "mailbox": mailbox, "folder": "inbox" }, "changeTypes": ["created", "updated", "deleted"] }),
+                json!({ "resource": { "mailbox": mailbox, "folder": "inbox" }, "change_types": ["created", "updated", "deleted"] }),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -95,17 +95,17 @@ async fn mail_sent_to_a_watched_shared_inbox_becomes_a_created_event_within_two_
     app.send_mail_to(SHARED, &subject).await;
     let event = app
         .wait_for_event(&watch, Duration::from_secs(2), |e| {
-            e["changeType"] == "created" && e["data"]["subject"] == subject.as_str()
+            e["change_type"] == "created" && e["data"]["subject"] == subject.as_str()
         })
         .await;
     assert!(sent.elapsed() < Duration::from_secs(2));
     assert!(
-        event["resourceId"]
+        event["resource_id"]
             .as_str()
             .is_some_and(|id| !id.is_empty()),
         "{event}"
     );
-    assert_eq!(event["subscriptionId"], watch.as_str());
+    assert_eq!(event["subscription_id"], watch.as_str());
 }
 
 /// A gateway whose renewal job looks for work often, so lifecycle tests do not wait.
@@ -326,17 +326,17 @@ async fn forged_unknown_and_stale_items_are_acknowledged_but_never_processed_whi
     // Only the valid item reached the outbox and became an event.
     let event = app
         .wait_for_event(&watch, Duration::from_secs(5), |e| {
-            e["resourceId"] == "m-valid"
+            e["resource_id"] == "m-valid"
         })
         .await;
-    assert_eq!(event["changeType"], "updated");
+    assert_eq!(event["change_type"], "updated");
     // The message does not exist in the emulator: re-read says it is gone.
     assert!(event["data"].is_null(), "{event}");
     let events = app.events(&watch).await;
     assert!(
-        events.iter().all(|e| e["resourceId"] != "m-forged"
-            && e["resourceId"] != "m-unknown"
-            && e["resourceId"] != "m-stale"),
+        events.iter().all(|e| e["resource_id"] != "m-forged"
+            && e["resource_id"] != "m-unknown"
+            && e["resource_id"] != "m-stale"),
         "{events:?}"
     );
     let total: i64 = app.outbox().await.iter().map(|(_, n)| n).sum();
@@ -360,13 +360,13 @@ async fn the_same_notification_delivered_three_times_has_one_effect() {
         assert_eq!(status, StatusCode::ACCEPTED);
     }
     app.wait_for_event(&watch, Duration::from_secs(5), |e| {
-        e["resourceId"] == "m-dup"
+        e["resource_id"] == "m-dup"
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let events = app.events(&watch).await;
     assert_eq!(
-        events.iter().filter(|e| e["resourceId"] == "m-dup").count(),
+        events.iter().filter(|e| e["resource_id"] == "m-dup").count(),
         1,
         "{events:?}"
     );
@@ -374,7 +374,7 @@ async fn the_same_notification_delivered_three_times_has_one_effect() {
     let next = json!({ "value": [item(&sub, &secret, "m-dup", "W/\"8\"")] });
     app.notify("/webhooks/graph", &next).await;
     app.wait_for_event(&watch, Duration::from_secs(5), |e| {
-        e["resourceId"] == "m-dup" && app_events_count_hint(e)
+        e["resource_id"] == "m-dup" && app_events_count_hint(e)
     })
     .await;
     let start = Instant::now();
@@ -382,7 +382,7 @@ async fn the_same_notification_delivered_three_times_has_one_effect() {
         .events(&watch)
         .await
         .iter()
-        .filter(|e| e["resourceId"] == "m-dup")
+        .filter(|e| e["resource_id"] == "m-dup")
         .count()
         < 2
     {
@@ -511,7 +511,7 @@ async fn a_removed_subscription_is_recreated_and_changes_made_meanwhile_arrive_t
             e["data"]["subject"] == subject.as_str()
         })
         .await;
-    assert_eq!(event["changeType"], "created", "{event}");
+    assert_eq!(event["change_type"], "created", "{event}");
     let new = app.graph_subscription(&watch).await;
     assert_ne!(new["id"], old.as_str(), "a new Graph subscription");
 }
@@ -548,7 +548,7 @@ async fn a_subscription_that_expired_while_nobody_renewed_it_is_recreated_withou
             e["data"]["subject"] == subject.as_str()
         })
         .await;
-    assert_eq!(event["changeType"], "created");
+    assert_eq!(event["change_type"], "created");
     let new = app.graph_subscription(&watch).await;
     assert_ne!(new["id"], sub["id"]);
 }
@@ -622,7 +622,7 @@ async fn watching_needs_subscriptions_manage_and_the_right_to_read_the_resource(
     let (status, body) = app
         .post_json(
             "/api/v1/subscriptions",
-            json!({ "resource": { "drive": "me" }, "changeTypes": ["created"] }),
+            json!({ "resource": { "drive": "me" }, "change_types": ["created"] }),
         )
         .await;
     assert_eq!(
@@ -770,7 +770,7 @@ async fn rich_notifications_are_verified_decrypted_and_need_no_read_back() {
     let (status, body) = app
         .post_json(
             "/api/v1/subscriptions",
-            json!({ "resource": { "mailbox": SHARED }, "changeTypes": ["created"], "includeResourceData": true }),
+            json!({ "resource": { "mailbox": SHARED }, "change_types": ["created"], "include_resource_data": true }),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -788,7 +788,7 @@ async fn rich_notifications_are_verified_decrypted_and_need_no_read_back() {
             e["data"]["subject"] == subject.as_str()
         })
         .await;
-    assert_eq!(event["changeType"], "created");
+    assert_eq!(event["change_type"], "created");
     // The decrypted item carries the body the notification encrypted.
     assert!(
         event["data"]["body"]["content"]
@@ -810,7 +810,7 @@ async fn resource_data_without_a_configured_certificate_is_refused_before_graph_
     let (status, body) = app
         .post_json(
             "/api/v1/subscriptions",
-            json!({ "resource": { "mailbox": SHARED }, "includeResourceData": true }),
+            json!({ "resource": { "mailbox": SHARED }, "include_resource_data": true }),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
