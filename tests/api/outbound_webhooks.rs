@@ -36,21 +36,21 @@ const WINDOW: Duration = Duration::from_secs(300);
 // ---------------------------------------------------------------------------------------
 
 #[derive(Clone)]
-struct Hit {
-    headers: HeaderMap,
-    body: Vec<u8>,
-    at: Instant,
+pub struct Hit {
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub at: Instant,
 }
 
 #[derive(Clone)]
-struct Receiver {
-    base: String,
-    hits: Arc<Mutex<Vec<Hit>>>,
+pub struct Receiver {
+    pub base: String,
+    pub hits: Arc<Mutex<Vec<Hit>>>,
     status: Arc<AtomicU16>,
 }
 
 impl Receiver {
-    async fn spawn() -> Receiver {
+    pub async fn spawn() -> Receiver {
         async fn receive(
             State(r): State<Receiver>,
             headers: HeaderMap,
@@ -76,7 +76,7 @@ impl Receiver {
         receiver
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("{}/hooks/orders", self.base)
     }
 
@@ -625,8 +625,11 @@ async fn a_url_outside_the_allowed_prefixes_is_refused_as_bad_user_input() {
 #[tokio::test]
 async fn with_no_allowed_prefix_registering_names_the_key_and_the_routes_answer_503_without_a_store()
  {
-    // Arrange: the default configuration allows no webhook URL, so no store is opened.
-    let gateway = spawn_gateway(test_config()).await;
+    // Arrange: the default configuration allows no webhook URL; with notifications off
+    // (and no connected caller) no store is opened.
+    let mut config = test_config();
+    config.notifications.enabled = false;
+    let gateway = spawn_gateway(config).await;
     assert!(gateway.store.is_none());
 
     // Act
