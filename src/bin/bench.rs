@@ -1844,7 +1844,10 @@ fn targets(r: &Results) -> Vec<Target> {
     for wh in &r.webhooks {
         let (limit, why) = match wh.per_second {
             200 => (100.0, "issue 8: p99 under 100 ms at 200 notifications/s"),
-            _ => (1000.0, "catalogue row 74: p99 under 1 s at 500 notifications/s"),
+            _ => (
+                1000.0,
+                "catalogue row 74: p99 under 1 s at 500 notifications/s",
+            ),
         };
         t.push(target(
             format!(

@@ -366,7 +366,10 @@ async fn the_same_notification_delivered_three_times_has_one_effect() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let events = app.events(&watch).await;
     assert_eq!(
-        events.iter().filter(|e| e["resource_id"] == "m-dup").count(),
+        events
+            .iter()
+            .filter(|e| e["resource_id"] == "m-dup")
+            .count(),
         1,
         "{events:?}"
     );
@@ -814,6 +817,11 @@ async fn resource_data_without_a_configured_certificate_is_refused_before_graph_
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("notifications.encryption"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("notifications.encryption")
+    );
     assert!(app.emulator().subscriptions().is_empty());
 }
