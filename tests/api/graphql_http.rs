@@ -370,8 +370,15 @@ async fn production_hides_introspection_suggestions_and_graphiql_except_for_allo
     config.graph.client_secret = Some(m365_gateway::config::Secret::new(
         graph_emulator::DEFAULT_CLIENT_SECRET,
     ));
-    // Production mode against the emulator standing in for Microsoft's cloud.
+    // Production mode against the emulator standing in for Microsoft's cloud, with a
+    // store that survives a restart (production refuses an in-memory one).
     config.production = true;
+    config.store.url = format!(
+        "sqlite://{}/gateway.db",
+        std::env::temp_dir()
+            .join(format!("m365gw-prod-{}", uuid::Uuid::new_v4()))
+            .display()
+    );
     config.store.encryption.keys.insert(
         "k1".into(),
         base64::Engine::encode(
