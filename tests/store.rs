@@ -419,7 +419,7 @@ async fn migrations_are_idempotent_when_connecting_twice(db: &TestDb) {
             .unwrap(),
         &saved,
     );
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await, 1);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await, 2);
     assert_eq!(
         db.scalar("SELECT COUNT(*) FROM connected_accounts").await,
         1
