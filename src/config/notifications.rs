@@ -138,7 +138,8 @@ impl NotificationsConfig {
         if self.lifetime.is_some_and(|l| l < Duration::from_secs(60)) {
             problems.push("notifications.lifetime: must be at least 1m".to_owned());
         }
-        if !(self.receive_requests_per_second > 0.0) {
+        // NaN fails too.
+        if self.receive_requests_per_second.is_nan() || self.receive_requests_per_second <= 0.0 {
             problems.push("notifications.receive_requests_per_second: must be above 0".to_owned());
         }
         if self.lease < Duration::from_secs(1) {
