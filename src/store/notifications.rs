@@ -268,6 +268,37 @@ fn to_json(value: &Option<Value>) -> Option<String> {
     value.as_ref().map(Value::to_string)
 }
 
+/// Inserts `events` (skipping ids already recorded) and, for each new one, a delivery per
+/// consumer webhook of its watch, inside transaction `tx`; evaluates to the new events.
+/// A macro because the transaction's type differs per backend (see `with_pool!`).
+macro_rules! insert_events {
+    ($tx:ident, $events:expr, $now:expr) => {{
+        let mut inserted = Vec::new();
+        for e in $events {
+            if let Some(seq) = sqlx::query_scalar::<_, i64>(INSERT_EVENT)
+                .bind(&e.id)
+                .bind(&e.subscription_id)
+                .bind(&e.change_type)
+                .bind(&e.resource)
+                .bind(&e.resource_id)
+                .bind(to_json(&e.data))
+                .bind(Ts::new(e.occurred_at))
+                .fetch_optional(&mut *$tx)
+                .await?
+            {
+                sqlx::query(INSERT_DELIVERIES)
+                    .bind(&e.id)
+                    .bind($now)
+                    .bind(&e.subscription_id)
+                    .execute(&mut *$tx)
+                    .await?;
+                inserted.push(recorded(seq, e));
+            }
+        }
+        inserted
+    }};
+}
+
 impl Store {
     // ---- watches ----
 
@@ -479,28 +510,7 @@ impl Store {
         let now = Ts::now();
         let inserted = with_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            let mut inserted = Vec::new();
-            for e in events {
-                if let Some(seq) = sqlx::query_scalar::<_, i64>(INSERT_EVENT)
-                    .bind(&e.id)
-                    .bind(&e.subscription_id)
-                    .bind(&e.change_type)
-                    .bind(&e.resource)
-                    .bind(&e.resource_id)
-                    .bind(to_json(&e.data))
-                    .bind(Ts::new(e.occurred_at))
-                    .fetch_optional(&mut *tx)
-                    .await?
-                {
-                    sqlx::query(INSERT_DELIVERIES)
-                        .bind(&e.id)
-                        .bind(now)
-                        .bind(&e.subscription_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    inserted.push(recorded(seq, e));
-                }
-            }
+            let inserted = insert_events!(tx, events, now);
             sqlx::query("UPDATE watch_subscriptions SET delta_link = $2, resync = NULL, synced_at = $3, updated_at = $3 WHERE id = $1")
                 .bind(id)
                 .bind(delta_link)
@@ -602,28 +612,7 @@ impl Store {
                 tx.rollback().await?;
                 None
             } else {
-                let mut inserted = Vec::new();
-                for e in events {
-                    if let Some(new_seq) = sqlx::query_scalar::<_, i64>(INSERT_EVENT)
-                        .bind(&e.id)
-                        .bind(&e.subscription_id)
-                        .bind(&e.change_type)
-                        .bind(&e.resource)
-                        .bind(&e.resource_id)
-                        .bind(to_json(&e.data))
-                        .bind(Ts::new(e.occurred_at))
-                        .fetch_optional(&mut *tx)
-                        .await?
-                    {
-                        sqlx::query(INSERT_DELIVERIES)
-                            .bind(&e.id)
-                            .bind(now)
-                            .bind(&e.subscription_id)
-                            .execute(&mut *tx)
-                            .await?;
-                        inserted.push(recorded(new_seq, e));
-                    }
-                }
+                let inserted = insert_events!(tx, events, now);
                 tx.commit().await?;
                 Some(inserted)
             }
