@@ -825,3 +825,60 @@ async fn resource_data_without_a_configured_certificate_is_refused_before_graph_
     );
     assert!(app.emulator().subscriptions().is_empty());
 }
+
+mod end_to_end {
+    use super::*;
+    use crate::outbound_webhooks::Receiver;
+
+    /// The end-to-end check: subscribe to a shared inbox, send mail to it, and the
+    /// consumer's webhook gets the new message, signed, within 2 s.
+    #[tokio::test]
+    async fn mail_to_a_watched_shared_inbox_reaches_a_webhook_consumer_within_two_seconds() {
+        let receiver = Receiver::spawn().await;
+        let mut config = test_config();
+        config.notifications.webhooks.allowed_url_prefixes =
+            vec![format!("{}/hooks/", receiver.base)];
+        let app = spawn_app_with(config).await;
+        let watch = app.watch_inbox(SHARED).await;
+        let (status, hook) = app
+            .post_json(
+                &format!("/api/v1/subscriptions/{watch}/webhooks"),
+                json!({ "url": receiver.url() }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{hook}");
+        let secret =
+            m365_gateway::webhooks::outbound::decode_secret(hook["secret"].as_str().unwrap())
+                .unwrap();
+
+        let subject = format!("Order {}", uuid::Uuid::new_v4());
+        let sent = Instant::now();
+        app.send_mail_to(SHARED, &subject).await;
+        let hit = loop {
+            let found = receiver.hits.lock().unwrap().iter().find_map(|h| {
+                let body: Value = serde_json::from_slice(&h.body).ok()?;
+                (body["data"]["subject"] == subject.as_str()).then(|| h.clone())
+            });
+            if let Some(hit) = found {
+                break hit;
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(2),
+                "no delivery within 2 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(hit.at - sent < Duration::from_secs(2));
+        m365_gateway::webhooks::outbound::verify_headers(
+            &secret,
+            &hit.headers,
+            &hit.body,
+            time::OffsetDateTime::now_utc(),
+            Duration::from_secs(300),
+        )
+        .expect("a valid Standard Webhooks signature");
+        let body: Value = serde_json::from_slice(&hit.body).unwrap();
+        assert_eq!(body["change_type"], "created");
+        assert_eq!(body["subscription_id"], watch.as_str());
+    }
+}
