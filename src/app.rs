@@ -422,7 +422,10 @@ impl App {
 fn router(config: &Config, state: AppState, dev_token: Option<&str>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let mut router = Router::new()
-        .route("/graphql", get(graphql::handler).post(graphql::handler))
+        .route(
+            "/graphql",
+            get(graphql::ws::get_handler).post(graphql::handler),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
