@@ -36,6 +36,7 @@ use crate::rest;
 use crate::service::Services;
 use crate::service::policy::PolicyResolver;
 use crate::store::Store;
+use crate::webhooks::bus::EventBus;
 
 /// Where the embedded default keeps its files (SQLite database, development key).
 pub const DATA_DIR: &str = ".m365gw";
@@ -99,6 +100,8 @@ pub struct App {
     shutdown: CancellationToken,
     /// Closed after the last request (pending writes finish, connections say goodbye).
     store: Option<Store>,
+    /// Live change events for GraphQL subscribers (local, or shared through Redis).
+    events: EventBus,
 }
 
 impl App {
@@ -217,6 +220,14 @@ impl App {
             }),
             None => None,
         };
+        // Live events reach subscribers on every replica through the same Redis.
+        let events = match &config.redis.url {
+            Some(url) => {
+                EventBus::with_redis(url.expose(), &config.redis.key_prefix, shutdown.clone())
+                    .await?
+            }
+            None => EventBus::new(),
+        };
 
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
@@ -224,7 +235,6 @@ impl App {
             Some(url) => url.clone(),
             None => Url::parse(&format!("http://{local_addr}"))?,
         };
-        let events = crate::webhooks::bus::EventBus::new();
         let notifications = match (&store, config.notifications.enabled) {
             (Some(store), true) => Some(Arc::new(crate::webhooks::manage::Notifications {
                 store: store.clone(),
@@ -285,7 +295,7 @@ impl App {
                     chunk_bytes: config.files.chunk_bytes,
                     transfer_timeout: config.files.transfer_timeout,
                 },
-                events,
+                events: events.clone(),
                 notifications,
                 outbound_webhooks: config.notifications.webhooks.clone(),
             },
@@ -316,6 +326,7 @@ impl App {
             reloader,
             shutdown,
             store,
+            events,
         })
     }
 
@@ -343,6 +354,11 @@ impl App {
     /// The store, when a caller needs one (readiness tests make it unavailable).
     pub fn store(&self) -> Option<&Store> {
         self.store.as_ref()
+    }
+
+    /// The bus live events are published on (the outbox worker publishes; tests too).
+    pub fn events(&self) -> EventBus {
+        self.events.clone()
     }
 
     /// Cancelling it shuts the gateway down, as the future given to
@@ -406,7 +422,10 @@ impl App {
 fn router(config: &Config, state: AppState, dev_token: Option<&str>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let mut router = Router::new()
-        .route("/graphql", get(graphql::handler).post(graphql::handler))
+        .route(
+            "/graphql",
+            get(graphql::ws::get_handler).post(graphql::handler),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

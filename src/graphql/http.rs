@@ -40,8 +40,10 @@ pub struct GraphqlRuntime {
     limits: GraphqlConfig,
     persisted: PersistedOperations,
     /// Introspection only for `graphql.introspection_callers`.
-    production: bool,
+    pub(super) production: bool,
     graphiql: bool,
+    /// Browser origins whose pages may open the WebSocket (`http.cors_allowed_origins`).
+    pub(super) allowed_origins: Vec<String>,
 }
 
 impl GraphqlRuntime {
@@ -58,6 +60,7 @@ impl GraphqlRuntime {
             persisted: PersistedOperations::new(manifest, config.graphql.apq),
             production: config.production,
             graphiql: config.graphiql_enabled(),
+            allowed_origins: config.http.cors_allowed_origins.clone(),
         })
     }
 }
@@ -191,6 +194,33 @@ impl Refusal {
         self
     }
 
+    /// The refusal as a GraphQL error, for transports without HTTP statuses: the same
+    /// message and extensions, and a `Retry-After` as `retryAfter`.
+    fn into_server_error(self) -> ServerError {
+        let message = self.error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut error = ServerError::new(message, None);
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if let Some(Json::Object(values)) = self.error.get("extensions") {
+            for (name, value) in values {
+                if let Ok(value) = async_graphql::Value::from_json(value.clone()) {
+                    extensions.set(name, value);
+                }
+            }
+        }
+        let retry_after = self
+            .headers
+            .iter()
+            .find(|(name, _)| name == header::RETRY_AFTER)
+            .and_then(|(_, value)| value.to_str().ok()?.parse::<u64>().ok());
+        if let Some(seconds) = retry_after {
+            extensions.set("retryAfter", seconds);
+        }
+        error
+    }
+
     fn into_response(self, media: Media) -> Response {
         let body = json!({ "errors": [self.error] });
         let mut response = (self.status, body.to_string()).into_response();
@@ -291,10 +321,15 @@ async fn run(
     }
     rate_limit(state, &caller, Kind::Requests, operations.len() as u64).await?;
 
+    let via = if *method == Method::GET {
+        Via::Get
+    } else {
+        Via::Post
+    };
     let mut prepared = Vec::with_capacity(operations.len());
     let mut total_cost = 0u64;
     for operation in operations {
-        let (request, cost) = prepare(runtime, &caller, method, operation, media)?;
+        let (request, cost, _) = prepare(runtime, &caller, via, operation, media)?;
         total_cost = total_cost.saturating_add(cost);
         prepared.push(request);
     }
@@ -581,15 +616,24 @@ async fn from_multipart(content_type: &str, body: Body) -> Result<(Vec<Operation
     Ok((operations, is_batch))
 }
 
-/// From a received operation to one ready to run, with its cost: the persisted document
-/// looked up, the text scanned, parsed and checked against every limit.
+/// The transport an operation arrived by.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Get,
+    Post,
+    WebSocket,
+}
+
+/// From a received operation to one ready to run, with its cost and kind (unknown when
+/// the document has no such operation: validation says so): the persisted document looked
+/// up, the text scanned, parsed and checked against every limit.
 fn prepare(
     runtime: &GraphqlRuntime,
     caller: &Caller,
-    method: &Method,
+    via: Via,
     operation: Operation,
     media: Media,
-) -> Result<(async_graphql::Request, u64), Refusal> {
+) -> Result<(async_graphql::Request, u64, Option<OperationType>), Refusal> {
     let Operation {
         mut request,
         hash,
@@ -623,15 +667,22 @@ fn prepare(
     .map_err(|e| Refusal::document(media, e.code(), e.to_string()))?;
     let Some(analysis) = analysis else {
         // No such operation: validation says so, in its own words.
-        return Ok((request, 0));
+        return Ok((request, 0, None));
     };
-    if *method == Method::GET && analysis.kind != OperationType::Query {
+    if via == Via::Get && analysis.kind != OperationType::Query {
         return Err(Refusal::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "METHOD_NOT_ALLOWED",
             "only queries may be sent with GET; send mutations with POST",
         )
         .header(header::ALLOW, HeaderValue::from_static("POST")));
+    }
+    if via != Via::WebSocket && analysis.kind == OperationType::Subscription {
+        return Err(Refusal::document(
+            media,
+            "WEBSOCKET_REQUIRED",
+            "subscriptions run over WebSocket: open /graphql with the graphql-transport-ws protocol",
+        ));
     }
     let may_introspect =
         !runtime.production || runtime.limits.introspection_callers.contains(&caller.name);
@@ -645,7 +696,51 @@ fn prepare(
         }
         request = request.disable_introspection();
     }
-    Ok((request, analysis.cost))
+    Ok((request, analysis.cost, Some(analysis.kind)))
+}
+
+/// An operation the WebSocket transport may run, after [`admit`].
+pub(super) struct Admitted {
+    pub request: async_graphql::Request,
+    /// `None` when the document has no such operation (validation will say so).
+    pub kind: Option<OperationType>,
+}
+
+/// The checks an operation sent over the WebSocket goes through before it runs, the same
+/// as over HTTP and in the same order: the caller's request rate, the persisted-operation
+/// rules, the limits (tokens, depth, aliases, root fields, cost…), introspection, then the
+/// caller's cost budget. A refusal is the GraphQL error HTTP would answer with (same
+/// `extensions.code`, `retryAfter` for rate limits), and counts as a rejected operation.
+pub(super) async fn admit(
+    state: &AppState,
+    caller: &Caller,
+    request: async_graphql::Request,
+) -> Result<Admitted, ServerError> {
+    let result = async {
+        rate_limit(state, caller, Kind::Requests, 1).await?;
+        let operation = Operation {
+            has_query: !request.query.is_empty(),
+            hash: persisted_hash(&request),
+            request,
+        };
+        let (request, cost, kind) = prepare(
+            &state.graphql,
+            caller,
+            Via::WebSocket,
+            operation,
+            Media::GraphqlResponse,
+        )?;
+        rate_limit(state, caller, Kind::Cost, cost).await?;
+        Ok(Admitted { request, kind })
+    }
+    .await;
+    result.map_err(|refusal: Refusal| {
+        crate::telemetry::record_graphql_operation(
+            Some(crate::telemetry::UNPARSED_OPERATION),
+            crate::telemetry::GraphqlOutcome::Rejected,
+        );
+        refusal.into_server_error()
+    })
 }
 
 fn persisted_refusal(media: Media, error: PersistedError) -> Refusal {

@@ -232,7 +232,9 @@ impl OutgoingMessageInput {
 }
 
 /// The message properties selected below `fields` (a message object's selections).
-fn message_select<'a>(fields: impl Iterator<Item = SelectionField<'a>>) -> MessageSelect {
+pub(super) fn message_select<'a>(
+    fields: impl Iterator<Item = SelectionField<'a>>,
+) -> MessageSelect {
     let fields: Vec<SelectionField<'a>> = fields.collect();
     let mut select = MessageSelect::from_names(fields.iter().map(|f| f.name()));
     // `body(format: TEXT)` decides the Prefer header of the list request.

@@ -8,13 +8,16 @@ mod http;
 pub mod limits;
 mod mail;
 pub mod persisted;
+mod subscriptions;
 mod types;
 mod watches;
+pub mod ws;
 
-use async_graphql::{EmptySubscription, ErrorExtensions, MergedObject, Schema};
+use async_graphql::{ErrorExtensions, MergedObject, Schema};
 use axum::http::{HeaderMap, header};
 
 pub use http::{GraphqlRuntime, handler};
+pub use subscriptions::Subscription;
 
 use crate::config::Config;
 use crate::service::ServiceError;
@@ -37,7 +40,7 @@ pub struct Mutation(
     watches::WatchMutation,
 );
 
-pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
+pub type GatewaySchema = Schema<Query, Mutation, Subscription>;
 
 /// The schema as development runs it (and as `schema/schema.graphql` shows it).
 pub fn build_schema() -> GatewaySchema {
@@ -47,11 +50,13 @@ pub fn build_schema() -> GatewaySchema {
 /// The schema for a configuration. The limits module refuses what is too deep before
 /// execution with its own code; async-graphql's depth limit stays as a second line.
 pub fn build_schema_for(config: &Config) -> GatewaySchema {
-    let builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    let builder = Schema::build(Query::default(), Mutation::default(), Subscription)
         // The observer first: its operation span is the parent of the engine's spans.
         .extension(crate::telemetry::GraphqlObserver)
         .extension(async_graphql::extensions::Tracing)
         .extension(http::ExecutionStarted)
+        // A Session per subscription event (see `subscriptions`).
+        .extension(subscriptions::EventSession)
         .limit_depth(config.graphql.max_depth)
         .limit_recursive_depth(32);
     // In production an error never hints at field names the caller did not know.

@@ -296,7 +296,7 @@ impl Session {
 
     /// The object id of a mailbox the caller may read: Graph advises ids over UPNs in
     /// subscription resources, and notifications name users by id.
-    async fn watched_user(&self, mailbox: &str) -> Result<String, ServiceError> {
+    pub(crate) async fn watched_user(&self, mailbox: &str) -> Result<String, ServiceError> {
         let (url, _) = self.mailbox(mailbox)?;
         #[derive(serde::Deserialize)]
         struct Id {

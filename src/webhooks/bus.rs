@@ -4,12 +4,24 @@
 //! Events are committed to the store before they are published, so the bus is only the live
 //! push: a subscriber that is not connected when an event is published does not get it
 //! later (outbound webhooks, which are durable, are the way to never miss one).
+//!
+//! With Redis ([`EventBus::with_redis`]) every replica has a random replica id. `publish`
+//! sends locally, then `PUBLISH {key_prefix}:events` a JSON envelope
+//! `{"replica": id, "event": LiveEvent}`; a background task of each replica `SUBSCRIBE`s to
+//! that channel and re-publishes locally what other replicas sent (its own envelopes come
+//! back too and are skipped: local subscribers already had them). Redis pub/sub keeps
+//! nothing, which is the same promise as the local bus: events published while a replica is
+//! cut off from Redis are not seen by its subscribers. Whichever replica processed a
+//! notification, every replica's subscribers see the event once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use tokio::sync::broadcast;
-
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use crate::store::ChangeEvent;
 
@@ -31,9 +43,47 @@ pub struct LiveEvent {
 /// the stream ends with a `LAGGED` error).
 const CAPACITY: usize = 4096;
 
+/// Longest wait for Redis when the bus starts (as for the rate limiter's connection).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the subscriber connection is pinged: a connection that died without a reset
+/// (a silent network partition) is noticed within about this long.
+const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// Reconnection backoff bounds while Redis is away.
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
 #[derive(Clone)]
 pub struct EventBus {
     local: broadcast::Sender<Arc<LiveEvent>>,
+    /// The other replicas, when Redis is configured.
+    redis: Option<Arc<RedisLink>>,
+}
+
+/// This replica's side of the Redis channel.
+struct RedisLink {
+    /// Random per process: tells this replica's own envelopes from the others'.
+    replica: String,
+    /// `{key_prefix}:events`
+    channel: String,
+    /// For `PUBLISH`; reconnects by itself (subscribing needs a connection of its own).
+    connection: redis::aio::ConnectionManager,
+    /// Set while publishing fails, so an outage is logged once rather than per batch.
+    failing: AtomicBool,
+}
+
+/// What goes over the Redis channel.
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    replica: &'a str,
+    event: &'a LiveEvent,
+}
+
+#[derive(Deserialize)]
+struct Incoming {
+    replica: String,
+    event: LiveEvent,
 }
 
 impl Default for EventBus {
@@ -43,9 +93,44 @@ impl Default for EventBus {
 }
 
 impl EventBus {
+    /// A bus for this replica alone.
     pub fn new() -> Self {
         let (local, _) = broadcast::channel(CAPACITY);
-        Self { local }
+        Self { local, redis: None }
+    }
+
+    /// A bus shared with every replica using the same Redis and `key_prefix`. The
+    /// subscription to the channel is in place when this returns, so nothing another
+    /// replica publishes after the gateway has started is missed; afterwards the listener
+    /// reconnects with backoff whenever Redis drops (logging once per outage) and stops on
+    /// `shutdown`.
+    ///
+    /// # Errors
+    ///
+    /// The URL is invalid, or Redis does not answer within 5 s (as for the rate limiter,
+    /// a configured Redis that is not there stops the start).
+    pub async fn with_redis(
+        url: &str,
+        key_prefix: &str,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<EventBus> {
+        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
+        let connection = crate::rate_limit::RateLimiter::connect_redis(url).await?;
+        let link = Arc::new(RedisLink {
+            replica: uuid::Uuid::new_v4().to_string(),
+            channel: format!("{key_prefix}:events"),
+            connection,
+            failing: AtomicBool::new(false),
+        });
+        let pubsub = subscribe(&client, &link.channel)
+            .await
+            .map_err(|e| anyhow::anyhow!("redis.url: cannot subscribe to live events: {e}"))?;
+        let bus = EventBus {
+            local: broadcast::channel(CAPACITY).0,
+            redis: Some(link.clone()),
+        };
+        tokio::spawn(listen(client, pubsub, link, bus.local.clone(), shutdown));
+        Ok(bus)
     }
 
     /// Sends committed events to this replica's subscribers.
@@ -56,13 +141,202 @@ impl EventBus {
         }
     }
 
-    /// Sends committed events to every subscriber of every replica.
+    /// Sends committed events to every subscriber of every replica. Never fails: the
+    /// events are committed already, and a Redis failure only means other replicas'
+    /// subscribers miss them (logged once per outage, counted in
+    /// `gateway_live_events_publish_failures_total`).
     pub async fn publish(&self, events: &[LiveEvent]) {
         self.publish_local(events);
+        let Some(link) = &self.redis else {
+            return;
+        };
+        if events.is_empty() {
+            return;
+        }
+        // One round trip for the batch; the order of the events is kept.
+        let mut pipe = redis::pipe();
+        for event in events {
+            let envelope = Outgoing {
+                replica: &link.replica,
+                event,
+            };
+            match serde_json::to_string(&envelope) {
+                Ok(payload) => {
+                    pipe.cmd("PUBLISH").arg(&link.channel).arg(payload).ignore();
+                }
+                Err(e) => tracing::error!(error = %e, "a live event could not be serialised"),
+            }
+        }
+        let mut connection = link.connection.clone();
+        match pipe.query_async::<()>(&mut connection).await {
+            Ok(()) => {
+                if link.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("live events reach the other replicas through Redis again");
+                }
+            }
+            Err(e) => {
+                metrics::counter!("gateway_live_events_publish_failures_total")
+                    .increment(events.len() as u64);
+                if !link.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        error = %e,
+                        "live events cannot be published to Redis; subscribers on other replicas miss them until it is back"
+                    );
+                }
+            }
+        }
     }
 
     /// A stream of the events published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.local.subscribe()
+    }
+
+    /// How many subscribers listen on this replica now.
+    pub fn subscribers(&self) -> usize {
+        self.local.receiver_count()
+    }
+}
+
+/// A pub/sub connection subscribed to `channel`.
+async fn subscribe(client: &redis::Client, channel: &str) -> anyhow::Result<redis::aio::PubSub> {
+    let connect = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(anyhow::anyhow!(
+            "no answer from Redis within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Relays other replicas' events to this replica's subscribers until `shutdown`,
+/// reconnecting with exponential backoff (with jitter) while Redis is away.
+async fn listen(
+    client: redis::Client,
+    first: redis::aio::PubSub,
+    link: Arc<RedisLink>,
+    local: broadcast::Sender<Arc<LiveEvent>>,
+    shutdown: CancellationToken,
+) {
+    let mut connected = Some(first);
+    let mut backoff = BACKOFF_FIRST;
+    // Logged once when an outage starts and once when it ends.
+    let mut outage = false;
+    loop {
+        let pubsub = match connected.take() {
+            Some(pubsub) => pubsub,
+            None => {
+                let attempt = tokio::select! {
+                    attempt = subscribe(&client, &link.channel) => attempt,
+                    () = shutdown.cancelled() => return,
+                };
+                match attempt {
+                    Ok(pubsub) => {
+                        tracing::info!(
+                            "live events from other replicas arrive through Redis again"
+                        );
+                        outage = false;
+                        backoff = BACKOFF_FIRST;
+                        pubsub
+                    }
+                    Err(e) => {
+                        if !outage {
+                            tracing::warn!(error = %e, "cannot subscribe to live events in Redis; retrying");
+                            outage = true;
+                        }
+                        let wait = backoff.mul_f64(0.5 + fastrand::f64() / 2.0);
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => continue,
+                            () = shutdown.cancelled() => return,
+                        }
+                    }
+                }
+            }
+        };
+        let (mut sink, mut messages) = pubsub.split();
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        let lost = loop {
+            tokio::select! {
+                message = messages.next() => match message {
+                    Some(message) => relay(&link.replica, &local, message.get_payload_bytes()),
+                    None => break "the connection closed",
+                },
+                _ = ping.tick() => {
+                    let answered = tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<redis::Value>()).await;
+                    if !matches!(answered, Ok(Ok(_))) {
+                        break "Redis stopped answering pings";
+                    }
+                }
+                () = shutdown.cancelled() => return,
+            }
+        };
+        if !outage {
+            tracing::warn!(
+                reason = lost,
+                "lost the Redis subscription for live events; reconnecting"
+            );
+            outage = true;
+        }
+    }
+}
+
+/// One envelope from the channel: another replica's event goes to local subscribers.
+fn relay(replica: &str, local: &broadcast::Sender<Arc<LiveEvent>>, payload: &[u8]) {
+    match serde_json::from_slice::<Incoming>(payload) {
+        Ok(incoming) if incoming.replica == replica => {}
+        Ok(incoming) => {
+            let _ = local.send(Arc::new(incoming.event));
+        }
+        Err(e) => tracing::debug!(error = %e, "ignored a message on the live events channel"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str) -> LiveEvent {
+        LiveEvent {
+            event: ChangeEvent {
+                seq: 1,
+                id: id.into(),
+                subscription_id: "w1".into(),
+                change_type: "created".into(),
+                resource: "Users/u/Messages/m".into(),
+                resource_id: Some("m".into()),
+                data: None,
+                occurred_at: time::OffsetDateTime::UNIX_EPOCH,
+            },
+            caller: "c".into(),
+            kind: "mail".into(),
+            target: "u".into(),
+            folder: "inbox".into(),
+        }
+    }
+
+    #[test]
+    fn an_envelope_from_another_replica_is_relayed_and_one_of_our_own_is_not() {
+        let (local, mut rx) = broadcast::channel(8);
+        let own = Outgoing {
+            replica: "me",
+            event: &event("mine"),
+        };
+        let other = Outgoing {
+            replica: "other",
+            event: &event("theirs"),
+        };
+        for envelope in [&own, &other] {
+            relay("me", &local, &serde_json::to_vec(envelope).unwrap());
+        }
+        relay("me", &local, b"not json");
+        assert_eq!(rx.try_recv().unwrap().event.id, "theirs");
+        assert!(rx.try_recv().is_err());
     }
 }

@@ -20,6 +20,8 @@ pub struct TestApp {
     pub reloader: m365_gateway::app::Reloader,
     /// The embedded emulator's handle (subscriptions, lifecycle, clock), when embedded.
     pub emu: Option<graph_emulator::Emulator>,
+    /// The gateway's live event bus (what the outbox worker publishes to).
+    pub events: m365_gateway::webhooks::bus::EventBus,
     /// The gateway's store (notifications tests look inside and make it fail).
     pub store: Option<m365_gateway::store::Store>,
 }
@@ -62,6 +64,7 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
     let token = app.dev_token().unwrap_or_default().to_owned();
     let reloader = app.reloader();
     let emu = app.emulator().map(|e| e.emulator.clone());
+    let events = app.events();
     let store = app.store().cloned();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
@@ -71,6 +74,7 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
         http: reqwest::Client::new(),
         reloader,
         emu,
+        events,
         store,
     }
 }

@@ -21,6 +21,7 @@ mod helpers;
 mod identity;
 mod idp;
 mod jwt_security;
+mod live;
 mod mail_memory;
 mod mail_read;
 mod mail_send;
