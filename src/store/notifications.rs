@@ -471,6 +471,20 @@ impl Store {
         Ok(())
     }
 
+    /// Makes every watch due now: at start, the renewal job checks each Graph subscription
+    /// (a renewal answers 404 for one Graph dropped while the gateway was away, which is
+    /// then re-created and resynced).
+    pub async fn make_all_watches_due(&self) -> Result<u64, StoreError> {
+        let n = with_pool!(&self.db, pool => {
+            sqlx::query("UPDATE watch_subscriptions SET renew_after = $1 WHERE graph_id IS NOT NULL")
+                .bind(Ts::now())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n)
+    }
+
     /// Asks for a resync (lifecycle `missed`) and, with `renew`, a renewal
     /// (`reauthorizationRequired`), at the renewal job's next pass.
     pub async fn request_watch_work(

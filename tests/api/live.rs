@@ -27,23 +27,23 @@ use crate::helpers::{
 const WAIT: Duration = Duration::from_secs(5);
 
 /// A graphql-transport-ws client.
-struct Client {
+pub(crate) struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 /// What the server said next.
 #[derive(Debug)]
-enum Said {
+pub(crate) enum Said {
     Json(Value),
     Closed(Option<u16>),
 }
 
 impl Client {
-    async fn connect(app: &TestApp) -> Client {
+    pub(crate) async fn connect(app: &TestApp) -> Client {
         Client::connect_with(app, &[]).await.expect("upgraded")
     }
 
-    async fn connect_with(
+    pub(crate) async fn connect_with(
         app: &TestApp,
         headers: &[(&str, &str)],
     ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
@@ -64,7 +64,7 @@ impl Client {
     }
 
     /// A client that has sent `connection_init` with `token` and got the acknowledgement.
-    async fn ready(app: &TestApp, token: &str) -> Client {
+    pub(crate) async fn ready(app: &TestApp, token: &str) -> Client {
         let mut client = Client::connect(app).await;
         client
             .send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }))
@@ -76,26 +76,26 @@ impl Client {
         client
     }
 
-    async fn send(&mut self, message: Value) {
+    pub(crate) async fn send(&mut self, message: Value) {
         self.ws
             .send(Message::text(message.to_string()))
             .await
             .unwrap();
     }
 
-    async fn subscribe(&mut self, id: &str, query: &str) {
+    pub(crate) async fn subscribe(&mut self, id: &str, query: &str) {
         self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query } }))
             .await;
     }
 
     /// The next protocol message or the close, skipping WebSocket pings.
-    async fn next(&mut self) -> Said {
+    pub(crate) async fn next(&mut self) -> Said {
         self.next_within(WAIT)
             .await
             .expect("the gateway said something in time")
     }
 
-    async fn next_within(&mut self, wait: Duration) -> Option<Said> {
+    pub(crate) async fn next_within(&mut self, wait: Duration) -> Option<Said> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let message = tokio::time::timeout_at(deadline, self.ws.next())
@@ -111,7 +111,7 @@ impl Client {
     }
 
     /// The payload of the next `next` message for operation `id`.
-    async fn payload(&mut self, id: &str) -> Value {
+    pub(crate) async fn payload(&mut self, id: &str) -> Value {
         match self.next().await {
             Said::Json(message) if message["type"] == "next" && message["id"] == id => {
                 message["payload"].clone()
@@ -121,7 +121,7 @@ impl Client {
     }
 
     /// The first error of operation `id`, which then completes.
-    async fn refused(&mut self, id: &str) -> Value {
+    pub(crate) async fn refused(&mut self, id: &str) -> Value {
         let payload = self.payload(id).await;
         let error = payload["errors"][0].clone();
         assert!(!error.is_null(), "no error: {payload}");
@@ -202,7 +202,7 @@ fn event(watch: &str, caller: &str, target: &str, change: &str, message: &str) -
 }
 
 /// Waits until `n` subscribers listen on the app's bus (the subscription is set up).
-async fn listening(app: &TestApp, n: usize) {
+pub(crate) async fn listening(app: &TestApp, n: usize) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while app.events.subscribers() < n {
         assert!(

@@ -828,12 +828,14 @@ async fn resource_data_without_a_configured_certificate_is_refused_before_graph_
 
 mod end_to_end {
     use super::*;
+    use crate::live::{Client, listening};
     use crate::outbound_webhooks::Receiver;
 
-    /// The end-to-end check: subscribe to a shared inbox, send mail to it, and the
-    /// consumer's webhook gets the new message, signed, within 2 s.
+    /// The end-to-end check: subscribe to a shared inbox, send mail to it, and both a
+    /// GraphQL subscriber and the consumer's webhook get the new message within 2 s.
     #[tokio::test]
-    async fn mail_to_a_watched_shared_inbox_reaches_a_webhook_consumer_within_two_seconds() {
+    async fn mail_to_a_watched_shared_inbox_reaches_a_graphql_subscriber_and_a_webhook_within_two_seconds()
+     {
         let receiver = Receiver::spawn().await;
         let mut config = test_config();
         config.notifications.webhooks.allowed_url_prefixes =
@@ -851,9 +853,31 @@ mod end_to_end {
             m365_gateway::webhooks::outbound::decode_secret(hook["secret"].as_str().unwrap())
                 .unwrap();
 
+        // A GraphQL subscriber to the same folder.
+        let mut subscriber = Client::ready(&app, &app.token).await;
+        subscriber
+            .subscribe(
+                "orders",
+                &format!("subscription {{ mailboxChanges(mailbox: \"{SHARED}\", folder: \"inbox\") {{ changeType message {{ subject from {{ address }} }} }} }}"),
+            )
+            .await;
+        listening(&app, 1).await;
+
         let subject = format!("Order {}", uuid::Uuid::new_v4());
         let sent = Instant::now();
         app.send_mail_to(SHARED, &subject).await;
+        let live = subscriber.payload("orders").await;
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "GraphQL subscriber too late"
+        );
+        let change = &live["data"]["mailboxChanges"];
+        assert_eq!(change["changeType"], "created", "{live}");
+        assert_eq!(change["message"]["subject"], subject.as_str());
+        assert_eq!(
+            change["message"]["from"]["address"],
+            graph_emulator::DEMO_USER_UPN
+        );
         let hit = loop {
             let found = receiver.hits.lock().unwrap().iter().find_map(|h| {
                 let body: Value = serde_json::from_slice(&h.body).ok()?;

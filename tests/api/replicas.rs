@@ -69,6 +69,7 @@ pub async fn replica(
         ("ops", CallerMode::App, &["*"], &["*"]),
     );
     config.graph.client_secret = Some(Secret::new(DEFAULT_CLIENT_SECRET));
+    config.callers.get_mut("ops").unwrap().send_as = vec!["*".into()];
     config.store.url = store_url.to_owned();
     config.notifications.renewal_interval = Duration::from_millis(200);
     config.notifications.poll_interval = Duration::from_millis(200);
@@ -142,4 +143,61 @@ async fn two_replicas_renew_each_due_subscription_exactly_once() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(patches(&emulator), watches.len() as u64);
     drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_received_by_one_replica_reaches_a_graphql_subscriber_on_the_other() {
+    let (Some(base), Some(redis)) = (
+        required_env("TEST_DATABASE_URL"),
+        required_env("TEST_REDIS_URL"),
+    ) else {
+        return;
+    };
+    let store = postgres_schema(&base).await;
+    let prefix = format!("m365gw-replicas-{}", uuid::Uuid::new_v4());
+    let emulator = graph_emulator::Emulator::spawn(Default::default(), loopback())
+        .await
+        .unwrap();
+    // Graph posts to A; the subscriber is on B.
+    let a = replica(&emulator, &store, Some((&redis, &prefix)), None).await;
+    let b = replica(&emulator, &store, Some((&redis, &prefix)), Some(&a.base)).await;
+    let (status, body) = a
+        .post_json(
+            "/api/v1/subscriptions",
+            json!({ "resource": { "mailbox": graph_emulator::SHARED_MAILBOX_UPN } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let mut subscriber = crate::live::Client::ready(&b, &b.token).await;
+    subscriber
+        .subscribe(
+            "s",
+            &format!(
+                "subscription {{ mailboxChanges(mailbox: \"{}\") {{ changeType message {{ subject }} }} }}",
+                graph_emulator::SHARED_MAILBOX_UPN
+            ),
+        )
+        .await;
+    crate::live::listening(&b, 1).await;
+
+    // Mail from a user of the directory to the shared mailbox, sent through replica A.
+    let subject = format!("Cross-replica {}", uuid::Uuid::new_v4());
+    let (status, sent) = a
+        .post_json(
+            &format!("/api/v1/users/{}/send-mail", graph_emulator::DEMO_USER_UPN),
+            json!({ "message": { "to": [graph_emulator::SHARED_MAILBOX_UPN], "subject": subject, "body": "hello" } }),
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {sent}");
+    let started = Instant::now();
+    let payload = subscriber.payload("s").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "too late: {:?}",
+        started.elapsed()
+    );
+    let change = &payload["data"]["mailboxChanges"];
+    assert_eq!(change["changeType"], "created", "{payload}");
+    assert_eq!(change["message"]["subject"], subject.as_str());
 }
