@@ -1033,3 +1033,89 @@ mod kinds {
         assert!(w["last_error"].is_null(), "{w}");
     }
 }
+
+/// A gateway that starts again finds out about every subscription Graph dropped while it was
+/// away (no lifecycle event reached it), re-creates it and resyncs: nothing is missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_gateway_recreates_a_subscription_graph_dropped_meanwhile() {
+    use crate::helpers::{loopback, real_mode_config};
+    let emulator = graph_emulator::Emulator::spawn(Default::default(), loopback())
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("m365gw-restart-{}", uuid::Uuid::new_v4()));
+    let config = || {
+        let mut config = real_mode_config(
+            &emulator,
+            graph_emulator::DEFAULT_CLIENT_ID,
+            ("ops", m365_gateway::config::CallerMode::App, &["*"], &["*"]),
+        );
+        config.graph.client_secret = Some(m365_gateway::config::Secret::new(
+            graph_emulator::DEFAULT_CLIENT_SECRET,
+        ));
+        config.callers.get_mut("ops").unwrap().send_as = vec!["*".into()];
+        config.store.url = format!("sqlite://{}/gateway.db", dir.display());
+        config.notifications.renewal_interval = Duration::from_millis(200);
+        config
+    };
+    let mut first = spawn_app_with(config()).await;
+    first.token = crate::helpers::test_token("ops", None);
+    let watch = first.watch_inbox(SHARED).await;
+    let old = emulator.emulator.subscriptions().pop().unwrap();
+    // "Stopped": its store closed, its workers can no longer do anything.
+    first.store.as_ref().unwrap().close().await;
+    drop(first);
+
+    // While the gateway is away, Graph drops the subscription and mail arrives.
+    first_delete(&emulator, old["id"].as_str().unwrap()).await;
+
+    let mut second = spawn_app_with(config()).await;
+    second.token = crate::helpers::test_token("ops", None);
+    let subject = format!("While away {}", uuid::Uuid::new_v4());
+    let (status, body) = second
+        .post_json(
+            &format!("/api/v1/users/{}/send-mail", graph_emulator::DEMO_USER_UPN),
+            json!({ "message": { "to": [SHARED], "subject": subject, "body": "x" } }),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    second
+        .wait_for_event(&watch, Duration::from_secs(10), |e| {
+            e["data"]["subject"] == subject.as_str()
+        })
+        .await;
+    let now = emulator.emulator.subscriptions();
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0]["id"], old["id"], "re-created");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Deletes a Graph subscription as the app, straight at the emulator.
+async fn first_delete(emulator: &graph_emulator::RunningEmulator, id: &str) {
+    let http = reqwest::Client::new();
+    let tenant = emulator.emulator.tenant_id().to_owned();
+    let token: Value = http
+        .post(format!(
+            "{}/{tenant}/oauth2/v2.0/token",
+            emulator.base_url()
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", graph_emulator::DEFAULT_CLIENT_ID),
+            ("client_secret", graph_emulator::DEFAULT_CLIENT_SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status = http
+        .delete(format!("{}/v1.0/subscriptions/{id}", emulator.base_url()))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
