@@ -262,6 +262,10 @@ impl App {
             _ => None,
         };
         if let Some(n) = &notifications {
+            // Whatever happened while this process was not running (Graph dropping a
+            // subscription, a lifecycle event that found nobody), the renewal job's first
+            // pass finds out. Before anything is spawned, so it only concerns older watches.
+            n.store.make_all_watches_due().await?;
             crate::webhooks::worker::spawn(n.clone(), shutdown.clone());
             crate::webhooks::renewal::spawn(n.clone(), shutdown.clone());
             crate::webhooks::outbound::spawn_delivery_worker(

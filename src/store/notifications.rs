@@ -471,12 +471,12 @@ impl Store {
         Ok(())
     }
 
-    /// Makes every watch due now: at start, the renewal job checks each Graph subscription
-    /// (a renewal answers 404 for one Graph dropped while the gateway was away, which is
-    /// then re-created and resynced).
+    /// Makes every watch due now with its expiry unknown: at start, the renewal job then
+    /// renews each Graph subscription, which answers 404 for one Graph dropped while the
+    /// gateway was away (it is then re-created and resynced).
     pub async fn make_all_watches_due(&self) -> Result<u64, StoreError> {
         let n = with_pool!(&self.db, pool => {
-            sqlx::query("UPDATE watch_subscriptions SET renew_after = $1 WHERE graph_id IS NOT NULL")
+            sqlx::query("UPDATE watch_subscriptions SET renew_after = $1, expires_at = NULL WHERE graph_id IS NOT NULL")
                 .bind(Ts::now())
                 .execute(pool)
                 .await?

@@ -14,8 +14,8 @@
 //!   Kinds without delta (calendar, contacts, users, groups) get one `resyncRequired`
 //!   event telling consumers to re-read.
 //!
-//! At start it checks every watch once (a renewal), so a subscription Graph dropped while
-//! the gateway was down is re-created and resynced. It also purges processed notifications past the dedupe window and old events.
+//! At start (`App::build` makes every watch due, its expiry unknown) it renews every
+//! watch once, so a subscription Graph dropped while the gateway was down is re-created. It also purges processed notifications past the dedupe window and old events.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,11 +43,6 @@ const PAGE_SIZE: &str = "odata.maxpagesize=200";
 
 pub fn spawn(notifications: Arc<Notifications>, shutdown: CancellationToken) {
     tokio::spawn(async move {
-        // Whatever happened while this process was not running (Graph dropping a
-        // subscription, a lifecycle event that found nobody), the first pass finds out.
-        if let Err(e) = notifications.store.make_all_watches_due().await {
-            tracing::warn!(error = %e, "could not schedule the start-up check of watches");
-        }
         let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
         loop {
             match round(&notifications).await {

@@ -1061,6 +1061,20 @@ async fn a_restarted_gateway_recreates_a_subscription_graph_dropped_meanwhile() 
     first.token = crate::helpers::test_token("ops", None);
     let watch = first.watch_inbox(SHARED).await;
     let old = emulator.emulator.subscriptions().pop().unwrap();
+    // It has been running a while: the watch's baseline is taken.
+    let store = first.store.clone().unwrap();
+    let start = Instant::now();
+    while store
+        .watch(&watch)
+        .await
+        .unwrap()
+        .unwrap()
+        .synced_at
+        .is_none()
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "no baseline");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // "Stopped": its store closed, its workers can no longer do anything.
     first.store.as_ref().unwrap().close().await;
     drop(first);
