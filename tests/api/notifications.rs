@@ -1133,3 +1133,30 @@ async fn first_delete(emulator: &graph_emulator::RunningEmulator, id: &str) {
         .status();
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
+
+/// Catalogue row 79: the receiver is outside caller authentication, so it has a rate limit
+/// of its own.
+#[tokio::test]
+async fn the_receiver_has_its_own_rate_limit() {
+    let mut config = test_config();
+    config.notifications.receive_requests_per_second = 1.0;
+    let app = spawn_app_with(config).await;
+    let body = json!({ "value": [] });
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(app.notify("/webhooks/graph", &body).await.0);
+    }
+    assert_eq!(statuses[0], StatusCode::ACCEPTED);
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    // The validation handshake is never limited: Graph must always be able to validate.
+    let handshake = app
+        .http
+        .post(format!("{}/webhooks/graph?validationToken=abc", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(handshake.status(), StatusCode::OK);
+}

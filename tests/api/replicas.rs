@@ -201,3 +201,76 @@ async fn a_notification_received_by_one_replica_reaches_a_graphql_subscriber_on_
     assert_eq!(change["changeType"], "created", "{payload}");
     assert_eq!(change["message"]["subject"], subject.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_draining_one_outbox_record_each_notification_once() {
+    let Some(base) = required_env("TEST_DATABASE_URL") else {
+        return;
+    };
+    let store = postgres_schema(&base).await;
+    let emulator = graph_emulator::Emulator::spawn(Default::default(), loopback())
+        .await
+        .unwrap();
+    let a = replica(&emulator, &store, None, None).await;
+    let b = replica(&emulator, &store, None, Some(&a.base)).await;
+    let (status, body) = a
+        .post_json(
+            "/api/v1/subscriptions",
+            json!({ "resource": { "mailbox": graph_emulator::SHARED_MAILBOX_UPN } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let watch = body["id"].as_str().unwrap().to_owned();
+    let sub = emulator.emulator.subscriptions().pop().unwrap();
+    let user = sub["resource"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    // Half the notifications reach each replica (a load balancer's spread); both workers
+    // drain the one outbox in PostgreSQL.
+    let http = reqwest::Client::new();
+    for n in 0..200 {
+        let target = if n % 2 == 0 { &a.base } else { &b.base };
+        let item = json!({ "value": [{
+            "subscriptionId": sub["id"], "subscriptionExpirationDateTime": sub["expirationDateTime"],
+            "clientState": sub["clientState"], "changeType": "created",
+            "resource": format!("Users/{user}/Messages/r-{n}"),
+            "resourceData": { "@odata.etag": "W/\"1\"", "id": format!("r-{n}") }
+        }]});
+        let status = http
+            .post(format!("{target}/webhooks/graph"))
+            .json(&item)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let started = Instant::now();
+    loop {
+        let counts = a.store.as_ref().unwrap().outbox_counts().await.unwrap();
+        if counts == vec![("done".to_owned(), 200)] {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{counts:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events = a
+        .store
+        .as_ref()
+        .unwrap()
+        .events_after(&watch, 0, 1000)
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = events
+        .iter()
+        .filter_map(|e| e.resource_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 200);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "each notification recorded once");
+}

@@ -29,7 +29,31 @@
 
   // An absolute URL built from the page's own location, so a relative endpoint
   // such as "/graphql" resolves against the gateway that served this page.
-  var fetcher = GraphiQL.createFetcher({ url: new URL(settings.endpoint, window.location.href).href });
+  var endpoint = new URL(settings.endpoint, window.location.href);
+  var fetcherOptions = { url: endpoint.href };
+  // Subscriptions go over a WebSocket to the same endpoint (graphql-transport-ws). A
+  // socket carries no headers, so the token goes in connection_init: the default
+  // headers' Authorization (the dev token on the embedded default).
+  var socket = new URL(endpoint.href);
+  socket.protocol = endpoint.protocol === 'https:' ? 'wss:' : 'ws:';
+  fetcherOptions.subscriptionUrl = socket.href;
+  if (typeof settings.headers === 'string') {
+    try {
+      var initial = JSON.parse(settings.headers);
+      if (initial && typeof initial.Authorization === 'string') {
+        fetcherOptions.wsConnectionParams = { Authorization: initial.Authorization };
+      }
+    } catch (e) {
+      // Reported by GraphiQL when the headers are used.
+    }
+  }
+  var fetcher;
+  try {
+    fetcher = GraphiQL.createFetcher(fetcherOptions);
+  } catch (e) {
+    // Queries and mutations still work without the WebSocket client.
+    fetcher = GraphiQL.createFetcher({ url: endpoint.href });
+  }
 
   // GraphiQL fires its first introspection before the headers editor exists, so that
   // request carries no headers. Give introspection requests that come without headers
