@@ -1,5 +1,6 @@
 // Drives the gateway's GraphiQL page in headless Chromium the way a person would: put the
-// bearer token into the headers pane, run the org-chart query, and read the answer.
+// bearer token into the headers pane, run the org-chart query, and read the answer; then
+// run a subscription (over the WebSocket) and see a new mail arrive.
 //
 //   GATEWAY_URL=http://127.0.0.1:8080 GATEWAY_TOKEN=eyJ… EXPECT_NAME='Tamsin Greaves' \
 //     node ci/graphiql-browser.mjs
@@ -122,10 +123,52 @@ async function run(page) {
     throw new Failure(`unexpected answer: ${answerText.slice(0, 500)}`);
   }
   const reports = people.reduce((n, p) => n + (p.directReports?.nodes?.length ?? 0), 0);
+  const live = await subscription(page);
   if (pageErrors.length) {
     throw new Failure(`script errors on the page: ${pageErrors.join(' | ')}`);
   }
-  return `me = ${answer.data.me.displayName}, ${people.length} users with ${reports} direct reports`;
+  return `me = ${answer.data.me.displayName}, ${people.length} users with ${reports} direct reports; ${live}`;
+}
+
+// A GraphQL subscription from GraphiQL over the WebSocket: watch the shared mailbox (REST,
+// from here), run `mailboxChanges` in the page, send a mail, and see it arrive in the pane.
+const SHARED = 'orders@kestrelridge.example';
+async function rest(path, body) {
+  const response = await fetch(new URL(path, origin), {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) {
+    throw new Failure(`POST ${path} answered ${response.status}: ${(await response.text()).slice(0, 300)}`);
+  }
+}
+
+async function subscription(page) {
+  await rest('/api/v1/subscriptions', { resource: { mailbox: SHARED, folder: 'inbox' }, change_types: ['created'] });
+  await page.locator('.graphiql-query-editor .CodeMirror-code').click();
+  await page.keyboard.press('ControlOrMeta+A');
+  await page.keyboard.press('Delete');
+  await page.keyboard.type(`subscription Orders { mailboxChanges(mailbox: "${SHARED}") { changeType message { subject } } }`);
+  // GraphiQL parses the editor after a short pause; the fetcher tells a subscription (sent
+  // over the WebSocket) from a query by that parse.
+  await page.waitForTimeout(1000);
+  await page.locator('.graphiql-execute-button').click();
+  // The socket opens and the subscription starts listening; then the mail goes out.
+  await page.waitForTimeout(1500);
+  const subject = `Browser order ${Date.now()}`;
+  await rest('/api/v1/users/me/send-mail', { message: { to: [SHARED], subject, body: 'Total: 1.00 EUR' } });
+  try {
+    await page.waitForFunction(
+      (s) => document.querySelector('.graphiql-response')?.textContent.includes(s),
+      subject,
+      { timeout: STEP_TIMEOUT_MS },
+    );
+  } catch {
+    const shown = (await page.locator('.graphiql-response').innerText().catch(() => '')).slice(0, 500);
+    throw new Failure(`the subscription did not show the new mail within ${STEP_TIMEOUT_MS / 1000}s; the pane shows: ${shown}`);
+  }
+  return 'a mailboxChanges subscription showed the new mail';
 }
 
 const browser = await chromium.launch({

@@ -58,6 +58,7 @@ pub struct EventParams {
     request_body = WatchRequest,
     responses((status = 201, body = WatchView),
         (status = 400, description = "BAD_USER_INPUT: an invalid resource or change type, or Graph refused the subscription", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND: the mailbox, user or drive does not exist", body = ErrorBody),
         (status = 409, description = "CONFLICT: the caller holds the most watches allowed", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE: notifications are off or the store is down", body = ErrorBody)))]
 pub async fn create_subscription(
@@ -108,6 +109,7 @@ pub async fn delete_subscription(
 
 /// The watch's recorded change events, oldest first.
 #[utoipa::path(get, path = "/api/v1/subscriptions/{id}/events", tag = "notifications",
+    operation_id = "list_subscription_events",
     params(("id" = String, Path, description = "Subscription id"), EventParams),
     responses((status = 200, body = EventList),
         (status = 503, description = "UNAVAILABLE", body = ErrorBody)))]
