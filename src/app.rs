@@ -258,6 +258,7 @@ impl App {
                     },
                     None,
                 ),
+                orphan_suspects: Default::default(),
             })),
             _ => None,
         };

@@ -111,6 +111,20 @@ pub struct Notifications {
     pub wake_deliveries: Arc<Notify>,
     /// The receiver's own rate limit (it has no caller to charge).
     pub receive_limit: crate::rate_limit::RateLimiter,
+    /// Graph subscription ids that notifications came for but no watch has: possibly the
+    /// gateway's own, orphaned (see [`Notifications::suspect_orphan`]).
+    pub orphan_suspects: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// Most suspected orphans remembered between two renewal passes: each costs a Graph GET,
+/// and unknown ids are what a forger sends.
+const MAX_ORPHAN_SUSPECTS: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExistingSubscription {
+    #[serde(default)]
+    notification_url: String,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +264,79 @@ impl Notifications {
             Ok(_) | Err(GraphError::Api { status: 404, .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Remembers a subscription id a notification came for that no watch has. A Graph
+    /// subscription the gateway created but never recorded (a crash between Graph's answer
+    /// and the store) would otherwise notify for days; the renewal job checks each suspect
+    /// and deletes it if it is the gateway's (catalogue row 69). Only GUIDs are kept, at
+    /// most [`MAX_ORPHAN_SUSPECTS`].
+    pub fn suspect_orphan(&self, graph_id: &str) -> bool {
+        if uuid::Uuid::parse_str(graph_id).is_err() {
+            return false;
+        }
+        let mut suspects = self
+            .orphan_suspects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if suspects.len() >= MAX_ORPHAN_SUSPECTS {
+            return false;
+        }
+        suspects.insert(graph_id.to_owned())
+    }
+
+    /// Checks the suspected orphans: a Graph subscription that notifies the gateway's own
+    /// URL and belongs to no watch is deleted. Returns how many were deleted.
+    pub async fn delete_orphans(&self) -> usize {
+        let suspects: Vec<String> = std::mem::take(
+            &mut *self
+                .orphan_suspects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+        .into_iter()
+        .collect();
+        let mut deleted = 0;
+        for id in suspects {
+            if self.known(&id).await {
+                continue;
+            }
+            let url = format!("/subscriptions/{}", encode_segment(&id));
+            let found = match self
+                .graph
+                .get_fresh(
+                    &self.access(),
+                    &crate::graph::GraphGet::new(url),
+                    Self::deadline(),
+                )
+                .await
+            {
+                Ok(body) => serde_json::from_slice::<ExistingSubscription>(&body).ok(),
+                // Unknown to Graph too (forged, or gone): nothing to do.
+                Err(_) => None,
+            };
+            let ours = found.is_some_and(|s| s.notification_url == self.notification_url());
+            if ours && !self.known(&id).await {
+                match self.delete_graph_subscription(&id).await {
+                    Ok(()) => {
+                        tracing::warn!(graph_id = %id, "deleted an orphaned Graph subscription of this gateway");
+                        metrics::counter!("gateway_subscription_upkeep_total", "outcome" => "orphan_deleted")
+                            .increment(1);
+                        deleted += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(graph_id = %id, error = %e, "orphaned subscription not deleted")
+                    }
+                }
+            }
+        }
+        deleted
+    }
+
+    /// Whether a watch has this Graph subscription. A store that cannot answer counts as
+    /// "known": nothing is deleted on a doubt.
+    async fn known(&self, graph_id: &str) -> bool {
+        !matches!(self.store.watch_by_graph_id(graph_id).await, Ok(None))
     }
 
     /// The app identity's view for the workers' reads.

@@ -241,6 +241,9 @@ async fn accept(
         }
         let Some(watch) = watches[&item.subscription_id].clone() else {
             count("unknown_subscription", 1);
+            if n.suspect_orphan(&item.subscription_id) {
+                n.wake_renewal.notify_one();
+            }
             continue;
         };
         let presented = item.client_state.as_deref().unwrap_or_default();

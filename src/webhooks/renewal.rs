@@ -50,6 +50,7 @@ pub fn spawn(notifications: Arc<Notifications>, shutdown: CancellationToken) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "renewal round failed; retrying"),
             }
+            notifications.delete_orphans().await;
             if last_purge.elapsed() > Duration::from_secs(600) {
                 last_purge = std::time::Instant::now();
                 let now = OffsetDateTime::now_utc();

@@ -1160,3 +1160,61 @@ async fn the_receiver_has_its_own_rate_limit() {
         .unwrap();
     assert_eq!(handshake.status(), StatusCode::OK);
 }
+
+/// Catalogue row 69: a Graph subscription that notifies the gateway but belongs to no watch
+/// (the gateway crashed between Graph's answer and its store) is deleted.
+#[tokio::test]
+async fn an_orphaned_graph_subscription_of_the_gateway_is_deleted_when_it_notifies() {
+    let app = spawn_fast().await;
+    let tenant = app.emulator().tenant_id().to_owned();
+    let token: Value = app
+        .http
+        .post(format!("{}/{tenant}/oauth2/v2.0/token", app.emulator))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", graph_emulator::DEFAULT_CLIENT_ID),
+            ("client_secret", graph_emulator::DEFAULT_CLIENT_SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let expires = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let created = app
+        .http
+        .post(format!("{}/v1.0/subscriptions", app.emulator))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .json(&json!({
+            "changeType": "created",
+            "notificationUrl": format!("{}/webhooks/graph", app.base),
+            "resource": format!("users/{SHARED}/mailFolders('inbox')/messages"),
+            "expirationDateTime": expires,
+            "clientState": "lost-in-a-crash",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(app.emulator().subscriptions().len(), 1);
+    // A forged notification for a made-up subscription changes nothing.
+    let forged = json!({ "value": [{ "subscriptionId": uuid::Uuid::new_v4().to_string(), "clientState": "x", "changeType": "created", "resource": "Users/x/Messages/y" }] });
+    assert_eq!(
+        app.notify("/webhooks/graph", &forged).await.0,
+        StatusCode::ACCEPTED
+    );
+
+    app.send_mail_to(SHARED, "to an orphan").await;
+    let start = Instant::now();
+    while !app.emulator().subscriptions().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the orphan is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
