@@ -240,7 +240,11 @@ impl App {
                 store: store.clone(),
                 graph: graph.clone(),
                 config: config.notifications.clone(),
-                public_url: public_url.clone(),
+                public_url: config
+                    .notifications
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| public_url.clone()),
                 bus: events.clone(),
                 rich: rich_keys(&config)?,
                 tokens: rich_token_checker(&config, graph.tokens().app(), &http_for_jobs),

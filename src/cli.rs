@@ -90,6 +90,10 @@ pub struct EmulatorArgs {
     /// Latency added to every Graph request, e.g. 30ms.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     pub latency: Duration,
+    /// Hosts to which plain-http notification URLs are accepted (comma-separated), besides
+    /// loopback: gateways reached by a container service name, e.g. `lb`.
+    #[arg(long, value_delimiter = ',')]
+    pub allow_http_notification_hosts: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -305,6 +309,10 @@ fn emulator(args: EmulatorArgs) -> ExitCode {
             users: args.users,
             seed: args.seed,
             latency: args.latency,
+            notifications: graph_emulator::NotificationSettings {
+                allow_http_hosts: args.allow_http_notification_hosts,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let running = match graph_emulator::Emulator::spawn(settings, args.listen).await {

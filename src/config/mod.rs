@@ -817,7 +817,7 @@ impl Config {
         self.graphql
             .validate(&self.rate_limit, &callers, &mut problems);
         self.redis.validate(&mut problems);
-        self.notifications.validate(&mut problems);
+        self.notifications.validate(self.production, &mut problems);
         self.validate_telemetry(&mut problems);
 
         for (name, issuer) in &self.issuers {

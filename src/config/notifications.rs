@@ -16,6 +16,10 @@ pub struct NotificationsConfig {
     /// Receive notifications at `/webhooks/graph` and run the outbox, renewal and delivery
     /// workers. Off: the subscription API answers `UNAVAILABLE` and the routes are absent.
     pub enabled: bool,
+    /// Base URL Microsoft Graph posts notifications to (`…/webhooks/graph`), when it is not
+    /// `public_url` (e.g. the load balancer's address inside a container network). Graph
+    /// requires https.
+    pub public_url: Option<url::Url>,
     /// Lifetime asked of Graph for a new or renewed subscription, capped at the resource's
     /// maximum (messages, events, contacts 7 days, 1 day with resource data; drives 30
     /// days; users and groups 29 days). Unset: that maximum less one hour.
@@ -65,6 +69,7 @@ impl Default for NotificationsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            public_url: None,
             lifetime: None,
             renewal_interval: Duration::from_secs(60),
             poll_interval: Duration::from_secs(2),
@@ -134,7 +139,19 @@ impl Default for OutboundWebhooksConfig {
 }
 
 impl NotificationsConfig {
-    pub(crate) fn validate(&self, problems: &mut Vec<String>) {
+    pub(crate) fn validate(&self, production: bool, problems: &mut Vec<String>) {
+        if let Some(url) = &self.public_url {
+            let ok = match url.scheme() {
+                "https" => true,
+                "http" => !production,
+                _ => false,
+            };
+            if !ok || url.host().is_none() {
+                problems.push(format!(
+                    "notifications.public_url: Graph posts notifications over https (plain http only outside production), got '{url}'"
+                ));
+            }
+        }
         if self.lifetime.is_some_and(|l| l < Duration::from_secs(60)) {
             problems.push("notifications.lifetime: must be at least 1m".to_owned());
         }
@@ -164,5 +181,31 @@ impl NotificationsConfig {
         {
             problems.push("notifications.encryption.certificate_id: must not be empty".to_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(config: &NotificationsConfig, production: bool) -> Vec<String> {
+        let mut p = Vec::new();
+        config.validate(production, &mut p);
+        p
+    }
+
+    #[test]
+    fn the_notification_url_must_be_https_in_production_and_prefixes_real_urls() {
+        let mut config = NotificationsConfig::default();
+        assert!(problems(&config, true).is_empty());
+        config.public_url = Some("http://lb:8080".parse().unwrap());
+        assert!(problems(&config, false).is_empty());
+        assert!(problems(&config, true)[0].starts_with("notifications.public_url"));
+        config.public_url = Some("https://gateway.example.com".parse().unwrap());
+        assert!(problems(&config, true).is_empty());
+        config.webhooks.allowed_url_prefixes = vec!["not a url".into()];
+        config.receive_requests_per_second = f64::NAN;
+        let p = problems(&config, false);
+        assert_eq!(p.len(), 2, "{p:?}");
     }
 }

@@ -45,6 +45,10 @@ pub struct NotificationSettings {
     pub max_attempts: u32,
     /// How long the endpoint has to answer the validation handshake (Graph: 10 s).
     pub validation_timeout: Duration,
+    /// Hosts (exact names) to which a plain `http://` notification URL is accepted besides
+    /// loopback ones: containers reaching each other by service name, where Graph would
+    /// require https. Default: none.
+    pub allow_http_hosts: Vec<String>,
 }
 
 impl Default for NotificationSettings {
@@ -54,6 +58,7 @@ impl Default for NotificationSettings {
             retry_base: Duration::from_secs(1),
             max_attempts: 4,
             validation_timeout: Duration::from_secs(10),
+            allow_http_hosts: Vec::new(),
         }
     }
 }

@@ -167,6 +167,7 @@ fn settings_for_tests() -> EmulatorConfig {
             retry_base: Duration::from_millis(50),
             max_attempts: 4,
             validation_timeout: Duration::from_secs(2),
+            allow_http_hosts: Vec::new(),
         },
         ..EmulatorConfig::default()
     }
@@ -919,4 +920,28 @@ async fn a_rich_notification_decrypts_verifies_and_carries_a_valid_token() {
     assert_eq!(claims["tid"], DEFAULT_TENANT_ID);
     let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
     assert_eq!(lifetime, 3600);
+}
+
+#[tokio::test]
+async fn plain_http_to_a_host_named_in_allow_http_hosts_passes_the_url_check() {
+    let mut config = settings_for_tests();
+    config.notifications.allow_http_hosts = vec!["gateway-lb".into()];
+    let h = start_with(config).await;
+    let demo = user_id(&h, DEMO_USER_UPN).await;
+    let body = |url: &str| {
+        json!({
+            "changeType": "created",
+            "notificationUrl": url,
+            "resource": format!("users/{demo}/messages"),
+            "expirationDateTime": in_minutes(60),
+        })
+    };
+    // Allowed host: the URL is accepted, then the handshake fails (no such host here).
+    let allowed = subscribe(&h, body("http://gateway-lb:8080/webhooks/graph")).await;
+    assert_eq!(allowed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(allowed.error_code(), "ValidationError", "{}", allowed.text);
+    // Any other plain-http host is refused as Graph would.
+    let other = subscribe(&h, body("http://elsewhere:8080/webhooks/graph")).await;
+    assert_eq!(other.status, StatusCode::BAD_REQUEST);
+    assert_eq!(other.error_code(), "InvalidRequest", "{}", other.text);
 }

@@ -117,7 +117,7 @@ pub(crate) async fn handle(
                     Ok(GraphResponse::empty(StatusCode::NO_CONTENT))
                 }
                 Method::PATCH => {
-                    renew(sub, &req.body, subs.now())?;
+                    renew(emulator, sub, &req.body, subs.now())?;
                     Ok(GraphResponse::json(entity(sub)))
                 }
                 _ => Ok(GraphResponse::json(entity(sub))),
@@ -215,16 +215,20 @@ fn check_expiration(
     Ok(at)
 }
 
-/// `https://…` anywhere, or `http://` to a loopback host (tests and local development).
-fn check_url(name: &str, raw: &str) -> Result<String, GraphError> {
+/// `https://…` anywhere, or `http://` to a loopback host (tests and local development) or
+/// to one of `NotificationSettings::allow_http_hosts` (containers).
+fn check_url(emulator: &Emulator, name: &str, raw: &str) -> Result<String, GraphError> {
     let bad = || {
         invalid_request(format!(
             "Invalid {name}: '{raw}'. It must be an absolute https URL (http only on a loopback host)."
         ))
     };
     let url = url::Url::parse(raw.trim()).map_err(|_| bad())?;
+    let allowed = &emulator.state().config.notifications.allow_http_hosts;
     let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || allowed.iter().any(|a| a.eq_ignore_ascii_case(d))
+        }
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -436,14 +440,18 @@ async fn create(
     let state = emulator.state();
     let body = json_object(&req.body)?;
     let change_type = required(&body, "changeType")?.to_string();
-    let notification_url = check_url("notificationUrl", required(&body, "notificationUrl")?)?;
+    let notification_url = check_url(
+        emulator,
+        "notificationUrl",
+        required(&body, "notificationUrl")?,
+    )?;
     let resource = required(&body, "resource")?
         .trim()
         .trim_start_matches('/')
         .to_string();
     let expiration_raw = required(&body, "expirationDateTime")?;
     let lifecycle_url = string_prop(&body, "lifecycleNotificationUrl")?
-        .map(|u| check_url("lifecycleNotificationUrl", u))
+        .map(|u| check_url(emulator, "lifecycleNotificationUrl", u))
         .transpose()?;
     let client_state = string_prop(&body, "clientState")?.map(str::to_string);
     if client_state
@@ -576,7 +584,12 @@ async fn create(
 
 /// `PATCH /subscriptions/{id}`: a new `expirationDateTime` (and, as Graph allows, a new
 /// `notificationUrl`); no new handshake. `lifecycleNotificationUrl` cannot be added.
-fn renew(sub: &mut Subscription, body: &[u8], now: OffsetDateTime) -> Result<(), GraphError> {
+fn renew(
+    emulator: &Emulator,
+    sub: &mut Subscription,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<(), GraphError> {
     let body = json_object(body)?;
     if body.contains_key("lifecycleNotificationUrl") {
         return Err(invalid_request(
@@ -597,7 +610,7 @@ fn renew(sub: &mut Subscription, body: &[u8], now: OffsetDateTime) -> Result<(),
         .map(|raw| check_expiration(raw, now, max_minutes))
         .transpose()?;
     let url = string_prop(&body, "notificationUrl")?
-        .map(|u| check_url("notificationUrl", u))
+        .map(|u| check_url(emulator, "notificationUrl", u))
         .transpose()?;
     if let Some(at) = expiration {
         sub.expiration = at;
