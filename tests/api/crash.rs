@@ -55,8 +55,25 @@ async fn deliver(http: &reqwest::Client, url: &str, body: &Value) {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Stop {
+    /// SIGKILL: nothing runs after it.
+    Kill,
+    /// SIGTERM: graceful shutdown (catalogue row 90); requests in flight finish.
+    Terminate,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_notifications_survive_two_sigkills_and_each_has_its_effect_once() {
+    survive(Stop::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_in_flight_at_a_sigterm_are_committed_or_refused_never_lost() {
+    survive(Stop::Terminate).await;
+}
+
+async fn survive(stop: Stop) {
     let emulator = graph_emulator::Emulator::spawn(Default::default(), loopback())
         .await
         .unwrap();
@@ -135,7 +152,13 @@ async fn a_thousand_notifications_survive_two_sigkills_and_each_has_its_effect_o
         progress.wait_for(|sent| *sent >= kill_at).await.unwrap();
         // Let a request be in flight (or not): the kill lands wherever it lands.
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..30))).await;
-        let dir = gateway.kill_hard();
+        let dir = match stop {
+            Stop::Kill => gateway.kill_hard(),
+            Stop::Terminate => {
+                gateway.terminate();
+                gateway.stopped().await
+            }
+        };
         gateway = GatewayProcess::start_at(&emulator, CALLER, EXTRA, port, dir).await;
     }
     task.await.unwrap();

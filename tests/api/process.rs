@@ -170,6 +170,18 @@ client_claim = "azp"
 }
 
 impl GatewayProcess {
+    /// Waits (up to 30 s) for the process to exit after `terminate`; its directory stays
+    /// for a restart.
+    pub async fn stopped(mut self) -> PathBuf {
+        let status = self.wait_exit(Duration::from_secs(30)).await;
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "no clean exit: {status:?}"
+        );
+        self.keep_dir = true;
+        self.dir.clone()
+    }
+
     /// SIGKILL: no shutdown of any kind, as a crashed machine or the OOM killer. Its
     /// directory stays for a restart.
     pub fn kill_hard(mut self) -> PathBuf {
