@@ -243,7 +243,7 @@ impl SharedCache {
     pub async fn put_responses(&self, entries: &[(u64, &str, &Bytes)]) {
         let mut pipe = redis::pipe();
         let mut any = false;
-        let ttl = self.response_ttl.as_secs().max(1);
+        let ttl_ms = self.response_ttl.as_millis().max(1) as u64;
         for (generation, key, body) in entries {
             if body.len() > MAX_ENTRY_BYTES {
                 continue;
@@ -252,8 +252,8 @@ impl SharedCache {
             pipe.cmd("SET")
                 .arg(self.response_key(*generation, key))
                 .arg(body.as_ref())
-                .arg("EX")
-                .arg(ttl)
+                .arg("PX")
+                .arg(ttl_ms)
                 .ignore();
         }
         if any {
