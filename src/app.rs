@@ -181,7 +181,28 @@ impl App {
         } else {
             None
         };
-        let tokens = TokenBroker::new(http.clone(), credentials, store.clone());
+        // Redis as the second-level cache of Graph answers (and sealed tokens) shared by
+        // every replica.
+        let shared_cache = match &config.redis.url {
+            Some(url) => Some(
+                crate::shared_cache::SharedCache::connect(
+                    url.expose(),
+                    &config.redis.key_prefix,
+                    config.cache.ttl,
+                    config
+                        .redis
+                        .token_key
+                        .as_ref()
+                        .map(|k| crate::store::decode_key(k.expose()))
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("redis.token_key: {e}"))?,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let tokens = TokenBroker::new(http.clone(), credentials, store.clone())
+            .with_shared(shared_cache.clone());
         let graph = GraphClient::new(
             http.clone(),
             tokens,
@@ -193,10 +214,14 @@ impl App {
                 timeout: config.graph.timeout,
                 retry: config.graph.retry.clone(),
                 transfer_hosts: config.graph.transfer_hosts.clone(),
+                shared: shared_cache.clone(),
             },
         );
         let version = Arc::new(AtomicU64::new(1));
         let shutdown = CancellationToken::new();
+        if let Some(shared) = &shared_cache {
+            shared.listen(graph.evictor(), shutdown.clone());
+        }
         let auth = Arc::new(Authenticator::new(&config, http.clone(), 1));
         start_jwks_refresh(&auth, &shutdown).await;
         let policy = Arc::new(PolicyResolver::new(graph.clone()));

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod rate_limit;
 pub mod rest;
 pub mod service;
+pub mod shared_cache;
 pub mod store;
 pub mod telemetry;
 pub mod webhooks;

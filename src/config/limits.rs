@@ -93,7 +93,8 @@ impl Default for RateLimitConfig {
     }
 }
 
-/// Redis, optional: shared rate limits across replicas.
+/// Redis, optional: shared rate limits, live events and a second-level cache of Graph
+/// answers (and, with `token_key`, of Graph tokens) across replicas.
 #[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
@@ -101,6 +102,12 @@ pub struct RedisConfig {
     pub url: Option<Secret>,
     /// Prefix of every key the gateway writes, so several deployments can share a server.
     pub key_prefix: String,
+    /// Base64 of 32 random bytes (`head -c 32 /dev/urandom | base64`). Graph tokens the
+    /// gateway acquires are cached in Redis sealed with it (AES-256-GCM, bound to the
+    /// identity), so a replica does not ask Entra ID for a token another one already has.
+    /// Unset: tokens are **not** written to Redis (each replica acquires its own); Graph
+    /// answers are shared either way.
+    pub token_key: Option<Secret>,
 }
 
 impl Default for RedisConfig {
@@ -108,6 +115,7 @@ impl Default for RedisConfig {
         Self {
             url: None,
             key_prefix: "m365gw".to_owned(),
+            token_key: None,
         }
     }
 }
@@ -119,6 +127,11 @@ impl RedisConfig {
                 Ok(u) if matches!(u.scheme(), "redis" | "rediss") => {}
                 _ => problems.push("redis.url: give a redis:// or rediss:// URL".to_owned()),
             }
+        }
+        if let Some(key) = &self.token_key
+            && crate::store::decode_key(key.expose()).is_err()
+        {
+            problems.push("redis.token_key: must be base64 of 32 bytes (e.g. `head -c 32 /dev/urandom | base64`)".to_owned());
         }
     }
 }

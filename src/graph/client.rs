@@ -17,6 +17,7 @@ use super::resilience::{
     Breaker, BreakerState, Bulkheads, RetryBudget, RetrySettings, is_host_failure, retry_delay,
 };
 use crate::identity::{Access, TokenBroker};
+use crate::shared_cache::{Evict, Scope, SharedCache};
 use tracing::Instrument;
 
 /// A GET against Graph: a relative URL built by [`super::GraphUrl`] (or a checked
@@ -165,8 +166,11 @@ struct Inner {
     /// Graph root without a trailing slash, e.g. `https://graph.microsoft.com/v1.0`.
     base: String,
     tokens: TokenBroker,
-    /// Successful GET bodies keyed by identity + URL; bounded by bytes.
+    /// Successful GET bodies keyed by identity + URL (+ generation, with Redis); bounded
+    /// by bytes.
     cache: Cache<String, Bytes>,
+    /// The second level shared by every replica (Redis), when configured.
+    shared: Option<Arc<SharedCache>>,
     batch_size: usize,
     timeout: Duration,
     retry: RetrySettings,
@@ -189,6 +193,8 @@ pub struct GraphClientSettings {
     /// Hosts (or `*.suffix` patterns) that upload URLs Graph hands out may point to; the
     /// Graph host itself is always allowed. The token is never sent to any of them.
     pub transfer_hosts: Vec<String>,
+    /// Redis as a second-level cache shared by every replica.
+    pub shared: Option<Arc<SharedCache>>,
 }
 
 impl GraphClient {
@@ -208,6 +214,7 @@ impl GraphClient {
                 base: settings.base_url.as_str().trim_end_matches('/').to_owned(),
                 tokens,
                 cache,
+                shared: settings.shared,
                 batch_size: settings.batch_size.clamp(1, 20),
                 timeout: settings.timeout,
                 budget: RetryBudget::new(settings.retry.budget_ratio, settings.retry.budget_floor),
@@ -240,6 +247,9 @@ impl GraphClient {
 
     /// One GET: served from the cache, else fetched once however many callers ask at the
     /// same time (moka's `try_get_with` is single-flight). Errors are never cached.
+    ///
+    /// With Redis, a first-level miss looks in the shared second level before Graph, and a
+    /// fetched answer is written there too (see [`crate::shared_cache`]).
     pub async fn get(
         &self,
         access: &Access,
@@ -249,8 +259,32 @@ impl GraphClient {
         if request.no_store {
             return self.fetch(access, request, deadline).await;
         }
+        let generation = self.generations(&[request]).await.map(|g| g[0]);
+        self.get_cached(access, request, deadline, generation, true)
+            .await
+    }
+
+    /// The current generation of each request's scope in Redis; None without Redis (or
+    /// while it fails), and then the second level is skipped.
+    async fn generations(&self, requests: &[&GraphGet]) -> Option<Vec<u64>> {
+        let shared = self.inner.shared.as_ref()?;
+        let scopes: Vec<Scope> = requests.iter().map(|r| scope_of(&r.url)).collect();
+        shared.generations(&scopes.iter().collect::<Vec<_>>()).await
+    }
+
+    /// [`GraphClient::get`] once the generation is known; `look_in_l2` is false when the
+    /// caller already looked there.
+    async fn get_cached(
+        &self,
+        access: &Access,
+        request: &GraphGet,
+        deadline: Instant,
+        generation: Option<u64>,
+        look_in_l2: bool,
+    ) -> Result<Bytes, GraphError> {
         let key = cache_key(access, request);
-        if let Some(body) = self.inner.cache.get(&key).await {
+        let l1 = l1_key(&key, generation, &request.url);
+        if let Some(body) = self.inner.cache.get(&l1).await {
             metrics::counter!("graph_cache_hits_total").increment(1);
             return Ok(body);
         }
@@ -260,9 +294,20 @@ impl GraphClient {
         let result = self
             .inner
             .cache
-            .try_get_with(key, async {
+            .try_get_with(l1, async {
                 fetched.store(true, Ordering::Relaxed);
-                self.fetch(access, request, deadline).await
+                let (Some(shared), Some(generation)) = (&self.inner.shared, generation) else {
+                    return self.fetch(access, request, deadline).await;
+                };
+                if look_in_l2
+                    && let Some(Some(body)) =
+                        shared.get_responses(&[(generation, &key)]).await.pop()
+                {
+                    return Ok(body);
+                }
+                let body = self.fetch(access, request, deadline).await?;
+                shared.put_responses(&[(generation, &key, &body)]).await;
+                Ok(body)
             })
             .await
             .map_err(|e| (*e).clone());
@@ -272,14 +317,21 @@ impl GraphClient {
         result
     }
 
-    /// Many GETs at once: cache hits first, then the misses packed into `$batch` requests
-    /// of at most `batch_size`, sent concurrently. Results come back in request order.
+    /// Many GETs at once: cache hits first (this replica's, then Redis's), then the misses
+    /// packed into `$batch` requests of at most `batch_size`, sent concurrently. Results
+    /// come back in request order.
     pub async fn get_many(
         &self,
         access: &Access,
         requests: &[GraphGet],
         deadline: Instant,
     ) -> Vec<Result<Bytes, GraphError>> {
+        let generations = self.generations(&requests.iter().collect::<Vec<_>>()).await;
+        let generation = |i: usize| generations.as_ref().map(|g| g[i]);
+        let keys: Vec<String> = requests.iter().map(|r| cache_key(access, r)).collect();
+        let l1_keys: Vec<String> = (0..requests.len())
+            .map(|i| l1_key(&keys[i], generation(i), &requests[i].url))
+            .collect();
         let mut results: Vec<Option<Result<Bytes, GraphError>>> =
             Vec::with_capacity(requests.len());
         let mut misses = Vec::new();
@@ -287,7 +339,7 @@ impl GraphClient {
             let cached = if request.no_store {
                 None
             } else {
-                self.inner.cache.get(&cache_key(access, request)).await
+                self.inner.cache.get(&l1_keys[i]).await
             };
             match cached {
                 Some(body) => {
@@ -300,18 +352,65 @@ impl GraphClient {
                 }
             }
         }
+        // The first level's misses, in Redis (one round trip for all of them).
+        if let (Some(shared), Some(generations)) = (&self.inner.shared, &generations) {
+            let asked: Vec<usize> = misses
+                .iter()
+                .copied()
+                .filter(|&i| !requests[i].no_store)
+                .collect();
+            let wanted: Vec<(u64, &str)> = asked
+                .iter()
+                .map(|&i| (generations[i], keys[i].as_str()))
+                .collect();
+            for (&i, found) in asked.iter().zip(shared.get_responses(&wanted).await) {
+                if let Some(body) = found {
+                    self.inner
+                        .cache
+                        .insert(l1_keys[i].clone(), body.clone())
+                        .await;
+                    results[i] = Some(Ok(body));
+                }
+            }
+            misses.retain(|&i| results[i].is_none());
+        }
+        let (keys, l1_keys, generations) = (&keys, &l1_keys, &generations);
         let chunks = misses
             .chunks(self.inner.batch_size)
             .map(|chunk| async move {
                 if let [single] = chunk {
                     // A batch of one costs the same single request and loses coalescing.
-                    vec![(
-                        *single,
-                        self.get(access, &requests[*single], deadline).await,
-                    )]
+                    let request = &requests[*single];
+                    let answer = if request.no_store {
+                        self.fetch(access, request, deadline).await
+                    } else {
+                        let generation = generations.as_ref().map(|g| g[*single]);
+                        self.get_cached(access, request, deadline, generation, false)
+                            .await
+                    };
+                    vec![(*single, answer)]
                 } else {
                     let items: Vec<&GraphGet> = chunk.iter().map(|&i| &requests[i]).collect();
                     let answers = self.batch(access, &items, deadline).await;
+                    let mut shared_puts = Vec::new();
+                    for (&i, answer) in chunk.iter().zip(&answers) {
+                        if let Ok(body) = answer
+                            && !requests[i].no_store
+                        {
+                            self.inner
+                                .cache
+                                .insert(l1_keys[i].clone(), body.clone())
+                                .await;
+                            if let Some(generations) = generations {
+                                shared_puts.push((generations[i], keys[i].as_str(), body));
+                            }
+                        }
+                    }
+                    if let Some(shared) = &self.inner.shared
+                        && !shared_puts.is_empty()
+                    {
+                        shared.put_responses(&shared_puts).await;
+                    }
                     chunk.iter().copied().zip(answers).collect()
                 }
             });
@@ -616,14 +715,12 @@ impl GraphClient {
     /// Evicts every cached answer about files (drives, items, children, site libraries),
     /// whoever fetched it, after a write through the gateway. Coarse on purpose: one drive
     /// is reachable under several URLs (`/drives/{id}`, `/users/{id}/drive`,
-    /// `/sites/{id}/drive`), and writes are rare next to reads.
-    pub fn invalidate_files(&self) {
-        let result = self.inner.cache.invalidate_entries_if(|key, _| {
-            let url = key.rsplit('\n').next().unwrap_or_default();
-            is_file_url(url.split('?').next().unwrap_or_default())
-        });
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "cache invalidation refused");
+    /// `/sites/{id}/drive`), and writes are rare next to reads. With Redis, every replica
+    /// misses them from when this returns (the files generation is bumped).
+    pub async fn invalidate_files(&self) {
+        evict(&self.inner.cache, &Scope::Files);
+        if let Some(shared) = &self.inner.shared {
+            shared.invalidate(&Scope::Files).await;
         }
     }
 
@@ -642,18 +739,21 @@ impl GraphClient {
 
     /// Evicts every cached answer about `mailbox` (messages, folders, events, contacts),
     /// whoever fetched it: a write through the gateway made them stale. The mailbox is the
-    /// path segment the gateway used (object id or address), compared ignoring case.
-    pub fn invalidate_mailbox(&self, mailbox: &str) {
-        let mailbox = mailbox.to_ascii_lowercase();
-        let result = self.inner.cache.invalidate_entries_if(move |key, _| {
-            let url = key.rsplit('\n').next().unwrap_or_default();
-            super::resilience::outlook_mailbox(url).is_some_and(|m| {
-                percent_encoding::percent_decode_str(&m).decode_utf8_lossy() == mailbox
-            })
-        });
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "cache invalidation refused");
+    /// path segment the gateway used (object id or address), compared ignoring case. With
+    /// Redis, every replica misses them from when this returns (the mailbox's generation
+    /// is bumped).
+    pub async fn invalidate_mailbox(&self, mailbox: &str) {
+        let scope = Scope::Mailbox(mailbox.to_ascii_lowercase());
+        evict(&self.inner.cache, &scope);
+        if let Some(shared) = &self.inner.shared {
+            shared.invalidate(&scope).await;
         }
+    }
+
+    /// What evicts this replica's first-level entries when another replica invalidates.
+    pub fn evictor(&self) -> Evict {
+        let cache = self.inner.cache.clone();
+        Arc::new(move |scope: &Scope| evict(&cache, scope))
     }
 
     /// GETs packed into one `$batch` (every item is a GET, so the envelope is idempotent
@@ -786,14 +886,8 @@ impl GraphClient {
                 Some(value) => serde_json::to_vec(value).unwrap_or_default(),
             };
             if (200..300).contains(&item.status) {
-                let body = Bytes::from(body);
-                if !request.no_store {
-                    self.inner
-                        .cache
-                        .insert(cache_key(access, request), body.clone())
-                        .await;
-                }
-                out.push(Ok(body));
+                // `get_many` caches it (under the generation it read before the batch).
+                out.push(Ok(Bytes::from(body)));
             } else {
                 let route = crate::telemetry::graph_route(&request.url);
                 metrics::counter!("graph_batch_items_total", "route" => route.clone(), "status" => item.status.to_string()).increment(1);
@@ -1117,6 +1211,57 @@ fn unknown_outcome(error: GraphError) -> GraphError {
             GraphError::OutcomeUnknown("Graph's gateway timed out".into())
         }
         other => other,
+    }
+}
+
+/// Which generation a GET's answer lives under in Redis: its mailbox's (as
+/// [`GraphClient::invalidate_mailbox`] recognises it), the files' (as
+/// [`GraphClient::invalidate_files`] does), or none.
+fn scope_of(url: &str) -> Scope {
+    if let Some(mailbox) = super::resilience::outlook_mailbox(url) {
+        return Scope::Mailbox(
+            percent_encoding::percent_decode_str(&mailbox)
+                .decode_utf8_lossy()
+                .into_owned(),
+        );
+    }
+    if is_file_url(url.split('?').next().unwrap_or_default()) {
+        return Scope::Files;
+    }
+    Scope::None
+}
+
+/// The first-level key: with Redis, answers about a mailbox or files carry the generation
+/// they were read under, so once another replica bumps it this replica's copy is no longer
+/// found (the pub/sub eviction only frees the memory sooner). The URL stays the last line,
+/// which is what the eviction predicates read.
+fn l1_key(key: &str, generation: Option<u64>, url: &str) -> String {
+    match generation {
+        Some(generation) if scope_of(url) != Scope::None => format!("g{generation}\n{key}"),
+        _ => key.to_owned(),
+    }
+}
+
+/// Drops this replica's first-level entries about `scope`, whoever fetched them.
+fn evict(cache: &Cache<String, Bytes>, scope: &Scope) {
+    let result = match scope {
+        Scope::None => return,
+        Scope::Files => cache.invalidate_entries_if(|key, _| {
+            let url = key.rsplit('\n').next().unwrap_or_default();
+            is_file_url(url.split('?').next().unwrap_or_default())
+        }),
+        Scope::Mailbox(mailbox) => {
+            let mailbox = mailbox.clone();
+            cache.invalidate_entries_if(move |key, _| {
+                let url = key.rsplit('\n').next().unwrap_or_default();
+                super::resilience::outlook_mailbox(url).is_some_and(|m| {
+                    percent_encoding::percent_decode_str(&m).decode_utf8_lossy() == mailbox
+                })
+            })
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cache invalidation refused");
     }
 }
 

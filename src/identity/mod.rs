@@ -77,6 +77,22 @@ impl GraphIdentity {
         }
     }
 
+    /// Text naming exactly whose token this is, for the shared token cache (the key is its
+    /// hash, and sealed values are bound to it): every field, the assertion hash included,
+    /// as in this replica's token cache. None for connected users (not shared).
+    pub fn shared_key(&self) -> Option<String> {
+        match self {
+            GraphIdentity::App { tenant, client_id } => Some(format!("app\n{tenant}\n{client_id}")),
+            GraphIdentity::Obo {
+                tenant,
+                user,
+                assertion_hash,
+                scopes,
+            } => Some(format!("obo\n{tenant}\n{user}\n{assertion_hash}\n{scopes}")),
+            GraphIdentity::Connected { .. } => None,
+        }
+    }
+
     pub fn is_delegated(&self) -> bool {
         !matches!(self, GraphIdentity::App { .. })
     }
@@ -228,6 +244,8 @@ pub struct TokenBroker {
     app: Arc<AppCredentials>,
     store: Option<Store>,
     cache: Cache<GraphIdentity, AccessToken>,
+    /// Redis, where tokens are shared sealed between replicas (only with a token key).
+    shared: Option<Arc<crate::shared_cache::SharedCache>>,
 }
 
 struct UntilExpiry;
@@ -289,6 +307,7 @@ impl TokenBroker {
             http,
             app: Arc::new(app),
             store,
+            shared: None,
             cache: Cache::builder()
                 .max_capacity(100_000)
                 .expire_after(UntilExpiry)
@@ -296,6 +315,14 @@ impl TokenBroker {
                 .support_invalidation_closures()
                 .build(),
         }
+    }
+
+    /// Shares tokens through Redis (see [`crate::shared_cache`]): on a miss of this
+    /// replica's cache the broker looks there before asking Entra ID, and stores what it
+    /// acquires there, sealed. Without a `redis.token_key` nothing is written to Redis.
+    pub fn with_shared(mut self, shared: Option<Arc<crate::shared_cache::SharedCache>>) -> Self {
+        self.shared = shared.filter(|s| s.shares_tokens());
+        self
     }
 
     pub fn app(&self) -> &AppCredentials {
@@ -322,14 +349,40 @@ impl TokenBroker {
     /// A token for `access`, from the cache or fetched once for all waiters.
     pub async fn token(&self, access: &Access) -> Result<AccessToken, IdentityError> {
         self.cache
-            .try_get_with(access.identity.clone(), self.fetch(access))
+            .try_get_with(access.identity.clone(), self.fetch_shared(access))
             .await
             .map_err(|e| (*e).clone())
     }
 
-    /// Forgets a token Graph refused (e.g. revoked), so the next call fetches a new one.
+    /// A token from Redis (another replica acquired it), else from Entra ID and then
+    /// shared. Connected users' tokens are not shared: a revoke drops them by predicate
+    /// (`invalidate_connected`), which Redis keys (hashes) cannot serve.
+    async fn fetch_shared(&self, access: &Access) -> Result<AccessToken, IdentityError> {
+        let shared = match (&self.shared, access.identity.shared_key()) {
+            (Some(shared), Some(key)) => Some((shared, key)),
+            _ => None,
+        };
+        if let Some((shared, key)) = &shared
+            && let Some((secret, expires_at)) = shared.get_token(key).await
+        {
+            return Ok(AccessToken { secret, expires_at });
+        }
+        let token = self.fetch(access).await?;
+        if let Some((shared, key)) = &shared {
+            shared
+                .put_token(key, &token.secret, token.expires_at, REFRESH_MARGIN)
+                .await;
+        }
+        Ok(token)
+    }
+
+    /// Forgets a token Graph refused (e.g. revoked), so the next call fetches a new one
+    /// (in Redis too, or this replica would read the same token back).
     pub async fn invalidate(&self, identity: &GraphIdentity) {
         self.cache.invalidate(identity).await;
+        if let (Some(shared), Some(key)) = (&self.shared, identity.shared_key()) {
+            shared.forget_token(&key).await;
+        }
     }
 
     /// Forgets every cached token of a connected user (after a revoke).

@@ -802,7 +802,7 @@ impl Session {
             ..GraphWrite::post(url, body)
         };
         let reply = self.write_mailbox(&key, request, "the event").await;
-        self.calendar_written(&key, input);
+        self.calendar_written(&key, input).await;
         self.event_reply(&reply?.body, &key)
     }
 
@@ -828,7 +828,7 @@ impl Session {
         let reply = self
             .write_mailbox(&key, request, &format!("event '{id}'"))
             .await;
-        self.calendar_written(&key, input);
+        self.calendar_written(&key, input).await;
         self.event_reply(&reply?.body, &key)
     }
 
@@ -892,10 +892,10 @@ impl Session {
     }
 
     /// Evicts cached calendars of the mailbox and of the attendees a meeting reached.
-    fn calendar_written(&self, key: &str, input: &EventInput) {
-        self.graph().invalidate_mailbox(key);
+    async fn calendar_written(&self, key: &str, input: &EventInput) {
+        self.graph().invalidate_mailbox(key).await;
         for a in input.attendees.iter().flatten() {
-            self.graph().invalidate_mailbox(&a.address);
+            self.graph().invalidate_mailbox(&a.address).await;
         }
     }
 

@@ -865,7 +865,7 @@ impl Session {
             ServiceError::UpstreamBadResponse
         })?;
         let new_id = self.await_copy(&monitor, &what).await?;
-        self.graph().invalidate_files();
+        self.graph().invalidate_files().await;
         let url = dest_base
             .then("items")
             .id(&new_id)?
@@ -997,7 +997,7 @@ impl Session {
             .write(self.access(), &request, self.deadline())
             .await
             .map_err(|e| self.upstream(e, what));
-        self.graph().invalidate_files();
+        self.graph().invalidate_files().await;
         result
     }
 }

@@ -180,7 +180,7 @@ impl Session {
         let result = self
             .send_chunks(&upload_url, &mut source.reader, size, &what)
             .await;
-        self.graph().invalidate_files();
+        self.graph().invalidate_files().await;
         if result.is_err() {
             // Best effort: a session left behind expires on its own and holds no file.
             let deadline = Instant::now() + Duration::from_secs(5);

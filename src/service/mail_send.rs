@@ -398,9 +398,9 @@ impl Session {
 
     /// Evicts cached answers about the tenant recipients' mailboxes a sent message lands
     /// in (the sender's own are evicted by `write_mailbox`).
-    fn evict_recipients<'a>(&self, recipients: impl IntoIterator<Item = &'a String>) {
+    async fn evict_recipients<'a>(&self, recipients: impl IntoIterator<Item = &'a String>) {
         for r in recipients {
-            self.graph().invalidate_mailbox(r);
+            self.graph().invalidate_mailbox(r).await;
         }
     }
 
@@ -436,7 +436,7 @@ impl Session {
                     &format!("sending mail from '{mailbox}'"),
                 )
                 .await;
-            self.evict_recipients(message.all_recipients());
+            self.evict_recipients(message.all_recipients()).await;
             sent?;
             return Ok(SendReceipt {
                 accepted: true,
@@ -480,7 +480,7 @@ impl Session {
                 &format!("sending a draft from '{mailbox}'"),
             )
             .await;
-        self.evict_recipients(message.all_recipients());
+        self.evict_recipients(message.all_recipients()).await;
         sent?;
         Ok(SendReceipt {
             accepted: true,
@@ -756,7 +756,7 @@ impl Session {
                 &format!("message '{id}'"),
             )
             .await;
-        self.evict_recipients(to);
+        self.evict_recipients(to).await;
         sent?;
         Ok(SendReceipt {
             accepted: true,

@@ -466,7 +466,7 @@ impl Session {
             .write(self.access(), &request, self.deadline())
             .await
             .map_err(|e| self.upstream(e, what));
-        self.graph().invalidate_mailbox(key);
+        self.graph().invalidate_mailbox(key).await;
         result
     }
 

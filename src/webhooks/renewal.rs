@@ -236,7 +236,7 @@ pub async fn resync(n: &Arc<Notifications>, watch: &Watch, mode: &str) -> Result
     } else {
         Vec::new()
     };
-    evict(n, kind, watch);
+    evict(n, kind, watch).await;
     let recorded = n
         .store
         .finish_resync(&watch.id, Some(&delta_link), &events)

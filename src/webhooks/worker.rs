@@ -193,7 +193,7 @@ async fn handle(
         (_, _, Some(rich)) => Some(rich.clone()),
         (Some(id), _, None) => reread(n, kind, &watch, id).await?,
     };
-    evict(n, kind, &watch);
+    evict(n, kind, &watch).await;
     let version = if change_type == "deleted" {
         String::new()
     } else {
@@ -303,12 +303,12 @@ async fn reread(
 }
 
 /// Answers cached before the change are stale now, whoever asked for them.
-pub(crate) fn evict(n: &Notifications, kind: WatchKind, watch: &Watch) {
+pub(crate) async fn evict(n: &Notifications, kind: WatchKind, watch: &Watch) {
     match kind {
         WatchKind::Mail | WatchKind::Calendar | WatchKind::Contacts => {
-            n.graph.invalidate_mailbox(&watch.target)
+            n.graph.invalidate_mailbox(&watch.target).await
         }
-        WatchKind::Drive => n.graph.invalidate_files(),
+        WatchKind::Drive => n.graph.invalidate_files().await,
         // Directory answers expire with the cache TTL; there is no per-user eviction.
         WatchKind::Users | WatchKind::Groups => {}
     }

@@ -35,5 +35,6 @@ mod replicas;
 mod resilience;
 mod rest_directory;
 mod rich_notifications;
+mod shared_cache;
 mod shutdown;
 mod traces;
