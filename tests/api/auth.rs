@@ -11,7 +11,7 @@ use m365_gateway::config::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with, test_config};
+use crate::helpers::{TestApp, graph_app_token, spawn_app, spawn_app_with, test_config};
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -321,22 +321,8 @@ async fn rs256_tokens_are_verified_against_the_issuers_jwks() {
         },
     );
     let app = spawn_app_with(config).await;
-    let token: Value = app
-        .http
-        .post(format!("{}/{tenant}/oauth2/v2.0/token", idp.base_url()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", graph_emulator::DEFAULT_CLIENT_ID),
-            ("client_secret", graph_emulator::DEFAULT_CLIENT_SECRET),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap();
+    let token = graph_app_token(&app.http, &idp.base_url(), &tenant).await;
+    let token = token.as_str();
     let (status, body) = app
         .graphql_as(
             Some(token),

@@ -7,7 +7,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, real_mode_config_from, spawn_app, spawn_app_with, test_config, test_token,
+    TestApp, graph_app_token, real_mode_config_from, spawn_app, spawn_app_with, test_config,
+    test_token,
 };
 
 fn nodes(value: &Value) -> &Vec<Value> {
@@ -343,25 +344,7 @@ async fn attachments_list_in_graphql_and_stream_byte_for_byte_through_rest() {
 
 /// An attachment's bytes straight from the emulator, with an app token of its own.
 async fn raw_attachment(app: &TestApp, mid: &str, aid: &str) -> Vec<u8> {
-    let token: Value = app
-        .http
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            app.emulator,
-            graph_emulator::DEFAULT_TENANT_ID
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", graph_emulator::DEFAULT_CLIENT_ID),
-            ("client_secret", graph_emulator::DEFAULT_CLIENT_SECRET),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = graph_app_token(&app.http, &app.emulator, graph_emulator::DEFAULT_TENANT_ID).await;
     let encode = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
@@ -373,7 +356,7 @@ async fn raw_attachment(app: &TestApp, mid: &str, aid: &str) -> Vec<u8> {
             encode(mid),
             encode(aid)
         ))
-        .bearer_auth(token["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with, test_config};
+use crate::helpers::{TestApp, graph_app_token, spawn_app_with, test_config};
 
 const SHARED: &str = graph_emulator::SHARED_MAILBOX_UPN;
 const SEND: &str = "mutation($m: ID!, $msg: OutgoingMessageInput!) { sendMail(mailbox: $m, message: $msg) { accepted } }";
@@ -120,25 +120,11 @@ impl TestApp {
     /// Deletes a Graph subscription behind the gateway's back, as the app.
     async fn delete_at_graph(&self, id: &str) {
         let tenant = self.emulator().tenant_id().to_owned();
-        let token: Value = self
-            .http
-            .post(format!("{}/{tenant}/oauth2/v2.0/token", self.emulator))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", graph_emulator::DEFAULT_CLIENT_ID),
-                ("client_secret", graph_emulator::DEFAULT_CLIENT_SECRET),
-                ("scope", "https://graph.microsoft.com/.default"),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let token = graph_app_token(&self.http, &self.emulator, &tenant).await;
         let status = self
             .http
             .delete(format!("{}/v1.0/subscriptions/{id}", self.emulator))
-            .bearer_auth(token["access_token"].as_str().unwrap())
+            .bearer_auth(&token)
             .send()
             .await
             .unwrap()
@@ -1099,26 +1085,10 @@ async fn a_restarted_gateway_recreates_a_subscription_graph_dropped_meanwhile() 
 async fn first_delete(emulator: &graph_emulator::RunningEmulator, id: &str) {
     let http = reqwest::Client::new();
     let tenant = emulator.emulator.tenant_id().to_owned();
-    let token: Value = http
-        .post(format!(
-            "{}/{tenant}/oauth2/v2.0/token",
-            emulator.base_url()
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", graph_emulator::DEFAULT_CLIENT_ID),
-            ("client_secret", graph_emulator::DEFAULT_CLIENT_SECRET),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = graph_app_token(&http, &emulator.base_url(), &tenant).await;
     let status = http
         .delete(format!("{}/v1.0/subscriptions/{id}", emulator.base_url()))
-        .bearer_auth(token["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()
@@ -1159,28 +1129,14 @@ async fn the_receiver_has_its_own_rate_limit() {
 async fn an_orphaned_graph_subscription_of_the_gateway_is_deleted_when_it_notifies() {
     let app = spawn_fast().await;
     let tenant = app.emulator().tenant_id().to_owned();
-    let token: Value = app
-        .http
-        .post(format!("{}/{tenant}/oauth2/v2.0/token", app.emulator))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", graph_emulator::DEFAULT_CLIENT_ID),
-            ("client_secret", graph_emulator::DEFAULT_CLIENT_SECRET),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = graph_app_token(&app.http, &app.emulator, &tenant).await;
     let expires = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     let created = app
         .http
         .post(format!("{}/v1.0/subscriptions", app.emulator))
-        .bearer_auth(token["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .json(&json!({
             "changeType": "created",
             "notificationUrl": format!("{}/webhooks/graph", app.base),

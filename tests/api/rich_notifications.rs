@@ -12,8 +12,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use graph_emulator::{
-    CHANGE_TRACKING_APP_ID, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEMO_USER_UPN, Emulator,
-    RunningEmulator,
+    CHANGE_TRACKING_APP_ID, DEFAULT_CLIENT_ID, DEMO_USER_UPN, Emulator, RunningEmulator,
 };
 use m365_gateway::auth::JwksKeys;
 use m365_gateway::webhooks::rich::{
@@ -22,7 +21,7 @@ use m365_gateway::webhooks::rich::{
 use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 
-use crate::helpers::loopback;
+use crate::helpers::{graph_app_token, loopback};
 
 const CERT_PEM: &str = include_str!("../fixtures/certs/cert.pem");
 const KEY_PEM: &str = include_str!("../fixtures/certs/key.pem");
@@ -156,28 +155,7 @@ async fn deliver_rich_notification() -> Delivered {
         .await
         .expect("emulator");
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            emu.base_url(),
-            emu.emulator.tenant_id()
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", DEFAULT_CLIENT_ID),
-            ("client_secret", DEFAULT_CLIENT_SECRET),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let app_token = token["access_token"]
-        .as_str()
-        .expect("app token")
-        .to_owned();
+    let app_token = graph_app_token(&http, &emu.base_url(), emu.emulator.tenant_id()).await;
 
     let captured = Captured::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
