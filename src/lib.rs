@@ -12,6 +12,7 @@ pub mod graph;
 pub mod graphql;
 pub mod identity;
 pub mod rate_limit;
+pub mod redis_pubsub;
 pub mod rest;
 pub mod service;
 pub mod shared_cache;

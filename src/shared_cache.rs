@@ -34,7 +34,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use bytes::Bytes;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -47,11 +46,6 @@ const OP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// After a failure Redis is left alone this long (every lookup is a plain miss).
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
-
-/// Reconnection backoff of the invalidation listener, and its keep-alive.
-const BACKOFF_FIRST: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-const PING_EVERY: Duration = Duration::from_secs(30);
 
 const TAG_LEN: usize = 16;
 
@@ -360,72 +354,16 @@ impl SharedCache {
     /// generation, so they are never served after the bump anyway.
     pub fn listen(self: &Arc<Self>, evict: Evict, shutdown: CancellationToken) {
         let this = self.clone();
-        tokio::spawn(async move {
-            let channel = format!("{}:invalidate", this.prefix);
-            let mut backoff = BACKOFF_FIRST;
-            let mut outage = false;
-            loop {
-                let connect = async {
-                    let mut pubsub = this.client.get_async_pubsub().await?;
-                    pubsub.subscribe(&channel).await?;
-                    Ok::<_, redis::RedisError>(pubsub)
-                };
-                let attempt = tokio::select! {
-                    attempt = tokio::time::timeout(Duration::from_secs(5), connect) => attempt,
-                    () = shutdown.cancelled() => return,
-                };
-                let pubsub = match attempt {
-                    Ok(Ok(pubsub)) => {
-                        if outage {
-                            tracing::info!(
-                                "cache invalidations from other replicas arrive through Redis again"
-                            );
-                        }
-                        outage = false;
-                        backoff = BACKOFF_FIRST;
-                        pubsub
-                    }
-                    _ => {
-                        if !outage {
-                            tracing::warn!(
-                                "cannot subscribe to cache invalidations in Redis; retrying"
-                            );
-                            outage = true;
-                        }
-                        let wait = backoff.mul_f64(0.5 + fastrand::f64() / 2.0);
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                        tokio::select! {
-                            () = tokio::time::sleep(wait) => continue,
-                            () = shutdown.cancelled() => return,
-                        }
-                    }
-                };
-                let (mut sink, mut messages) = pubsub.split();
-                let mut ping = tokio::time::interval(PING_EVERY);
-                ping.tick().await;
-                loop {
-                    tokio::select! {
-                        message = messages.next() => match message {
-                            Some(message) => this.relay(&evict, message.get_payload_bytes()),
-                            None => break,
-                        },
-                        _ = ping.tick() => {
-                            let answered = tokio::time::timeout(Duration::from_secs(5), sink.ping::<redis::Value>()).await;
-                            if !matches!(answered, Ok(Ok(_))) {
-                                break;
-                            }
-                        }
-                        () = shutdown.cancelled() => return,
-                    }
-                }
-                if !outage {
-                    tracing::warn!(
-                        "lost the Redis subscription for cache invalidations; reconnecting"
-                    );
-                    outage = true;
-                }
-            }
-        });
+        let channel = format!("{}:invalidate", this.prefix);
+        let client = this.client.clone();
+        tokio::spawn(crate::redis_pubsub::listen(
+            client,
+            channel,
+            None,
+            "cache invalidations",
+            move |payload| this.relay(&evict, payload),
+            shutdown,
+        ));
     }
 
     fn relay(&self, evict: &Evict, payload: &[u8]) {

@@ -16,13 +16,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::redis_pubsub;
 use crate::store::ChangeEvent;
 
 /// A committed event with what subscribers filter on: the watch it came from.
@@ -42,17 +41,6 @@ pub struct LiveEvent {
 /// How many events a slow subscriber may fall behind before it misses some (it is told:
 /// the stream ends with a `LAGGED` error).
 const CAPACITY: usize = 4096;
-
-/// Longest wait for Redis when the bus starts (as for the rate limiter's connection).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How often the subscriber connection is pinged: a connection that died without a reset
-/// (a silent network partition) is noticed within about this long.
-const PING_EVERY: Duration = Duration::from_secs(30);
-
-/// Reconnection backoff bounds while Redis is away.
-const BACKOFF_FIRST: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct EventBus {
@@ -122,14 +110,23 @@ impl EventBus {
             connection,
             failing: AtomicBool::new(false),
         });
-        let pubsub = subscribe(&client, &link.channel)
+        let pubsub = redis_pubsub::subscribe(&client, &link.channel)
             .await
             .map_err(|e| anyhow::anyhow!("redis.url: cannot subscribe to live events: {e}"))?;
         let bus = EventBus {
             local: broadcast::channel(CAPACITY).0,
             redis: Some(link.clone()),
         };
-        tokio::spawn(listen(client, pubsub, link, bus.local.clone(), shutdown));
+        let local = bus.local.clone();
+        let channel = link.channel.clone();
+        tokio::spawn(redis_pubsub::listen(
+            client,
+            channel,
+            Some(pubsub),
+            "live events",
+            move |payload| relay(&link.replica, &local, payload),
+            shutdown,
+        ));
         Ok(bus)
     }
 
@@ -195,95 +192,6 @@ impl EventBus {
     /// How many subscribers listen on this replica now.
     pub fn subscribers(&self) -> usize {
         self.local.receiver_count()
-    }
-}
-
-/// A pub/sub connection subscribed to `channel`.
-async fn subscribe(client: &redis::Client, channel: &str) -> anyhow::Result<redis::aio::PubSub> {
-    let connect = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        Ok::<_, redis::RedisError>(pubsub)
-    };
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(anyhow::anyhow!(
-            "no answer from Redis within {} s",
-            CONNECT_TIMEOUT.as_secs()
-        )),
-    }
-}
-
-/// Relays other replicas' events to this replica's subscribers until `shutdown`,
-/// reconnecting with exponential backoff (with jitter) while Redis is away.
-async fn listen(
-    client: redis::Client,
-    first: redis::aio::PubSub,
-    link: Arc<RedisLink>,
-    local: broadcast::Sender<Arc<LiveEvent>>,
-    shutdown: CancellationToken,
-) {
-    let mut connected = Some(first);
-    let mut backoff = BACKOFF_FIRST;
-    // Logged once when an outage starts and once when it ends.
-    let mut outage = false;
-    loop {
-        let pubsub = match connected.take() {
-            Some(pubsub) => pubsub,
-            None => {
-                let attempt = tokio::select! {
-                    attempt = subscribe(&client, &link.channel) => attempt,
-                    () = shutdown.cancelled() => return,
-                };
-                match attempt {
-                    Ok(pubsub) => {
-                        tracing::info!(
-                            "live events from other replicas arrive through Redis again"
-                        );
-                        outage = false;
-                        backoff = BACKOFF_FIRST;
-                        pubsub
-                    }
-                    Err(e) => {
-                        if !outage {
-                            tracing::warn!(error = %e, "cannot subscribe to live events in Redis; retrying");
-                            outage = true;
-                        }
-                        let wait = backoff.mul_f64(0.5 + fastrand::f64() / 2.0);
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                        tokio::select! {
-                            () = tokio::time::sleep(wait) => continue,
-                            () = shutdown.cancelled() => return,
-                        }
-                    }
-                }
-            }
-        };
-        let (mut sink, mut messages) = pubsub.split();
-        let mut ping = tokio::time::interval(PING_EVERY);
-        ping.tick().await;
-        let lost = loop {
-            tokio::select! {
-                message = messages.next() => match message {
-                    Some(message) => relay(&link.replica, &local, message.get_payload_bytes()),
-                    None => break "the connection closed",
-                },
-                _ = ping.tick() => {
-                    let answered = tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<redis::Value>()).await;
-                    if !matches!(answered, Ok(Ok(_))) {
-                        break "Redis stopped answering pings";
-                    }
-                }
-                () = shutdown.cancelled() => return,
-            }
-        };
-        if !outage {
-            tracing::warn!(
-                reason = lost,
-                "lost the Redis subscription for live events; reconnecting"
-            );
-            outage = true;
-        }
     }
 }
 

@@ -325,6 +325,11 @@ async fn private_redis() -> Option<PrivateRedis> {
         .local_addr()
         .unwrap()
         .port();
+    private_redis_on(port).await
+}
+
+/// A private `redis-server` on `port` (a restart uses the port of the one it replaces).
+async fn private_redis_on(port: u16) -> Option<PrivateRedis> {
     let child = std::process::Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
@@ -409,4 +414,76 @@ async fn requests_are_still_answered_from_the_replica_and_graph_when_redis_goes_
         "Redis being away slowed requests down: {:?}",
         started.elapsed()
     );
+}
+
+/// How many connections listen on `channel` now.
+async fn listeners(url: &str, channel: &str) -> i64 {
+    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(&mut redis(url).await)
+        .await
+        .unwrap();
+    counts[0].1
+}
+
+async fn wait_for_listeners(url: &str, prefix: &str) {
+    let started = Instant::now();
+    for channel in [format!("{prefix}:invalidate"), format!("{prefix}:events")] {
+        while listeners(url, &channel).await != 1 {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "nobody listens on {channel} again"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Both Redis listeners of a replica (cache invalidations, live events) subscribe again
+/// when Redis comes back, so other replicas' events reach its subscribers again.
+#[tokio::test]
+async fn a_replica_listens_to_other_replicas_again_after_redis_restarts() {
+    let Some(mut server) = private_redis().await else {
+        return;
+    };
+    // Arrange: a replica listening on both channels.
+    let emulator = emulator().await;
+    let prefix = unique_prefix();
+    let app = replica(&emulator, GATEWAY, &server.url, &prefix).await;
+    wait_for_listeners(&server.url, &prefix).await;
+
+    // Act: Redis restarts on the same port (its pub/sub state is gone).
+    let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server = private_redis_on(port).await.expect("redis-server restarts");
+
+    // Assert: both listeners are back, and an event another replica publishes arrives.
+    wait_for_listeners(&server.url, &prefix).await;
+    let mut received = app.events.subscribe();
+    let other = m365_gateway::webhooks::bus::EventBus::with_redis(
+        &server.url,
+        &prefix,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let event: m365_gateway::webhooks::bus::LiveEvent = serde_json::from_value(json!({
+        "event": {
+            "seq": 1, "id": "after-restart", "subscription_id": "w",
+            "change_type": "created", "resource": "Users/u/Messages/m",
+            "resource_id": "m", "data": null, "occurred_at": "2026-11-28T10:00:00Z"
+        },
+        "caller": "ops", "kind": "mail", "target": "u", "folder": "inbox"
+    }))
+    .unwrap();
+    other.publish(&[event]).await;
+    let relayed = tokio::time::timeout(Duration::from_secs(2), received.recv())
+        .await
+        .expect("the event arrives within 2 s")
+        .unwrap();
+    assert_eq!(relayed.event.id, "after-restart");
+    drop(server);
 }
