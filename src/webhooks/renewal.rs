@@ -205,15 +205,27 @@ pub async fn resync(n: &Arc<Notifications>, watch: &Watch, mode: &str) -> Result
         return Ok(());
     }
     let started = OffsetDateTime::now_utc();
-    let link = if mode == "delta" {
+    let mut link = if mode == "delta" {
         watch.delta_link.clone()
     } else {
         None
     };
+    // A stored link that is not under the configured Graph root cannot be followed (the
+    // token is never sent elsewhere): the root changed since it was stored (another
+    // emulator port, or a move from the emulator to Microsoft's cloud). Start over.
+    if let Some(stored) = &link
+        && n.graph.relative_link(stored).is_err()
+    {
+        tracing::warn!(watch = %watch.id, "stored delta link is outside the Graph root; full resync");
+        link = None;
+    }
     let announce = mode != "baseline";
+    // After a delta sync on record, items created since it are told apart as new, even
+    // when its link can no longer be followed; otherwise every present item is an update.
+    let all_updates = mode != "delta" || watch.delta_link.is_none();
     let pages = match walk(n, kind, watch, link.as_deref()).await {
         Err(GraphError::Api { status: 410, .. }) if link.is_some() => {
-            // The delta link expired: start over, announcing every item as an update.
+            // The delta link expired: start over from the whole folder.
             tracing::warn!(watch = %watch.id, "delta link expired (410); full resync");
             walk(n, kind, watch, None).await?
         }
@@ -223,15 +235,7 @@ pub async fn resync(n: &Arc<Notifications>, watch: &Watch, mode: &str) -> Result
     let events: Vec<NewChangeEvent> = if announce {
         items
             .iter()
-            .filter_map(|item| {
-                to_event(
-                    watch,
-                    kind,
-                    item,
-                    watch.synced_at,
-                    mode == "full" || link.is_none(),
-                )
-            })
+            .filter_map(|item| to_event(watch, kind, item, watch.synced_at, all_updates))
             .collect()
     } else {
         Vec::new()

@@ -559,6 +559,45 @@ async fn missed_triggers_a_resync_that_finds_the_missed_change_once() {
     assert_eq!(matching, 1, "{events:?}");
 }
 
+/// A stored delta link no longer under the Graph root (the root moved: another port of the
+/// embedded emulator after a restart, or from the emulator to Microsoft's cloud) is never
+/// followed: the resync starts over and still finds the change Graph did not announce.
+#[tokio::test]
+async fn a_delta_link_outside_the_graph_root_is_not_followed_and_a_fresh_resync_finds_the_change() {
+    // Arrange: a synced watch whose stored link points elsewhere.
+    let app = spawn_fast().await;
+    let watch = app.watch_inbox(SHARED).await;
+    let sub = app.graph_subscription(&watch).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let store = app.store.as_ref().unwrap();
+    let foreign = "https://graph.example.invalid/v1.0/users/x/mailFolders('inbox')/messages/delta?$deltatoken=old";
+    store
+        .finish_resync(&watch, Some(foreign), &[])
+        .await
+        .unwrap();
+    // A change Graph does not announce: the subscription is gone when it happens.
+    app.delete_at_graph(sub["id"].as_str().unwrap()).await;
+    let subject = format!("Behind a moved root {}", uuid::Uuid::new_v4());
+    app.send_mail_to(SHARED, &subject).await;
+
+    // Act: the resync a `missed` notification asks for.
+    store.request_watch_work(&watch, true, false).await.unwrap();
+
+    // Assert
+    let event = app
+        .wait_for_event(&watch, Duration::from_secs(10), |e| {
+            e["data"]["subject"] == subject.as_str()
+        })
+        .await;
+    assert_eq!(event["change_type"], "created", "{event}");
+    let stored = store.watch(&watch).await.unwrap().unwrap();
+    let link = stored.delta_link.unwrap_or_default();
+    assert!(link.starts_with(&app.emulator), "{link}");
+    let (_, w) = app.get(&format!("/api/v1/subscriptions/{watch}")).await;
+    assert_eq!(w["status"], "active", "{w}");
+    assert_eq!(w["last_error"], Value::Null, "{w}");
+}
+
 #[tokio::test]
 async fn graphql_creates_lists_and_deletes_watches_like_rest() {
     let app = spawn().await;
