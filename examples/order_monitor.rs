@@ -165,6 +165,7 @@ async fn handle_message(m: &Monitor, message_id: &str) -> anyhow::Result<()> {
         return Ok(());
     };
     let (total, currency) = total(body).unzip();
+    let currency = currency.flatten();
     let record = json!({
         "order": order,
         "total": total,
@@ -194,19 +195,49 @@ fn order_number(text: &str) -> Option<String> {
     })
 }
 
-/// "Total: 99.50 EUR" → ("99.50", "EUR").
-fn total(text: &str) -> Option<(String, String)> {
+/// "Total: 99.50 EUR" → ("99.50", "EUR"); "Total: 1,249.00 EUR" and "Total: 1.249,00 EUR"
+/// → ("1249.00", "EUR").
+/// The currency is the ISO code after the amount, when there is one.
+fn total(text: &str) -> Option<(String, Option<String>)> {
     let start = text.find("Total:")? + "Total:".len();
     let mut words = text[start..].split_whitespace();
-    let amount = words.next()?.trim_end_matches(',').replace(',', ".");
-    amount.parse::<f64>().ok()?;
-    let currency: String = words
+    let amount = plain_amount(words.next()?.trim_end_matches([',', '.', ';']))?;
+    let currency = words
         .next()
-        .unwrap_or_default()
-        .chars()
-        .filter(char::is_ascii_alphabetic)
-        .collect();
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphabetic()))
+        .filter(|w| w.len() == 3 && w.chars().all(|c| c.is_ascii_uppercase()))
+        .map(str::to_owned);
     Some((amount, currency))
+}
+
+/// An amount in either convention (`1,249.00`, `1.249,00`, `99,50`, `1249`) as plain
+/// `1249.00`: a last `.` or `,` followed by one or two digits is the decimal separator;
+/// the others group thousands and must have three digits after them.
+fn plain_amount(word: &str) -> Option<String> {
+    if !word.starts_with(|c: char| c.is_ascii_digit())
+        || !word
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+    {
+        return None;
+    }
+    let (whole, fraction) = match word.rfind(['.', ',']) {
+        Some(i) if (1..=2).contains(&(word.len() - i - 1)) => (&word[..i], &word[i + 1..]),
+        _ => (word, ""),
+    };
+    let mut groups = whole.split(['.', ',']);
+    let mut digits = groups.next()?.to_owned();
+    for group in groups {
+        if group.len() != 3 {
+            return None;
+        }
+        digits.push_str(group);
+    }
+    Some(if fraction.is_empty() {
+        digits
+    } else {
+        format!("{digits}.{fraction}")
+    })
 }
 
 /// Sends an authenticated request; the JSON answer (null when empty), or the gateway's
@@ -224,4 +255,31 @@ async fn call(request: reqwest::RequestBuilder, token: &str) -> anyhow::Result<V
         );
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_numbers_are_found_after_their_markers() {
+        assert_eq!(order_number("Order #12345").as_deref(), Some("12345"));
+        assert_eq!(order_number("Re: PO-778 received").as_deref(), Some("778"));
+        assert_eq!(order_number("Order # pending"), None);
+        assert_eq!(order_number("Lunch on Friday?"), None);
+    }
+
+    #[test]
+    fn totals_are_read_in_either_separator_convention() {
+        let t = |text: &str| total(text).map(|(a, c)| format!("{a} {}", c.unwrap_or_default()));
+        assert_eq!(t("Total: 99.50 EUR").as_deref(), Some("99.50 EUR"));
+        assert_eq!(t("Total: 99,50 EUR").as_deref(), Some("99.50 EUR"));
+        assert_eq!(t("Total: 1,249.00 EUR").as_deref(), Some("1249.00 EUR"));
+        assert_eq!(t("Total: 1.249,00 EUR.").as_deref(), Some("1249.00 EUR"));
+        assert_eq!(t("Total: 12,000 USD").as_deref(), Some("12000 USD"));
+        assert_eq!(t("Total: 1249, thanks").as_deref(), Some("1249 "));
+        assert_eq!(t("Total: 1,2,3 EUR"), None);
+        assert_eq!(t("Total: unknown"), None);
+        assert_eq!(t("No total here"), None);
+    }
 }
