@@ -13,6 +13,10 @@
 //! A delivery is answered 200 only once it is processed; a failure answers 500, so the
 //! gateway retries it (same `webhook-id`) with backoff and finally dead-letters it.
 //!
+//! Ctrl-C deletes the watch (and with it the webhook) so demo runs do not pile up. A real
+//! consumer keeps its watch across restarts instead: events wait in the gateway and are
+//! retried until it is back.
+//!
 //! Against the built-in emulator (its shared mailbox is `orders@kestrelridge.example`):
 //!
 //! ```text
@@ -108,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
         args.mailbox
     );
 
+    let watch_url = format!("{api}/subscriptions/{watch_id}");
     let monitor = Arc::new(Monitor {
         gateway: api,
         token: args.token,
@@ -118,8 +123,16 @@ async fn main() -> anyhow::Result<()> {
     });
     let app = axum::Router::new()
         .route("/webhook", axum::routing::post(deliver))
-        .with_state(monitor);
-    axum::serve(listener, app).await?;
+        .with_state(monitor.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    call(monitor.http.delete(&watch_url), &monitor.token)
+        .await
+        .context("deleting the subscription")?;
+    eprintln!("stopped; subscription {watch_id} deleted");
     Ok(())
 }
 
