@@ -210,6 +210,7 @@ fn order_number(text: &str) -> Option<String> {
 
 /// "Total: 99.50 EUR" → ("99.50", "EUR"); "Total: 1,249.00 EUR" and "Total: 1.249,00 EUR"
 /// → ("1249.00", "EUR").
+///
 /// The currency is the ISO code after the amount, when there is one.
 fn total(text: &str) -> Option<(String, Option<String>)> {
     let start = text.find("Total:")? + "Total:".len();

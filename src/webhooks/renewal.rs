@@ -205,20 +205,22 @@ pub async fn resync(n: &Arc<Notifications>, watch: &Watch, mode: &str) -> Result
         return Ok(());
     }
     let started = OffsetDateTime::now_utc();
-    let mut link = if mode == "delta" {
-        watch.delta_link.clone()
+    let stored = if mode == "delta" {
+        watch.delta_link.as_deref()
     } else {
         None
     };
-    // A stored link that is not under the configured Graph root cannot be followed (the
-    // token is never sent elsewhere): the root changed since it was stored (another
-    // emulator port, or a move from the emulator to Microsoft's cloud). Start over.
-    if let Some(stored) = &link
-        && n.graph.relative_link(stored).is_err()
-    {
-        tracing::warn!(watch = %watch.id, "stored delta link is outside the Graph root; full resync");
-        link = None;
-    }
+    // A stored link that `relative_link` refuses is never followed (the token is not sent
+    // outside the configured Graph root): typically the root changed since it was stored
+    // (another emulator port, or a move from the emulator to Microsoft's cloud). Start over.
+    let link = match stored.map(|l| n.graph.relative_link(l)) {
+        Some(Ok(url)) => Some(url),
+        Some(Err(e)) => {
+            tracing::warn!(watch = %watch.id, error = %e, "stored delta link cannot be followed; full resync");
+            None
+        }
+        None => None,
+    };
     let announce = mode != "baseline";
     // After a delta sync on record, items created since it are told apart as new, even
     // when its link can no longer be followed; otherwise every present item is an update.
@@ -257,7 +259,8 @@ pub async fn resync(n: &Arc<Notifications>, watch: &Watch, mode: &str) -> Result
     Ok(())
 }
 
-/// Follows a delta chain to its end: every item, and the final delta link.
+/// Follows a delta chain to its end, from `from` (a stored link, already made relative to
+/// the Graph root) or from the start: every item, and the final delta link.
 async fn walk(
     n: &Notifications,
     kind: WatchKind,
@@ -265,7 +268,7 @@ async fn walk(
     from: Option<&str>,
 ) -> Result<(Vec<Value>, String), GraphError> {
     let mut url = match from {
-        Some(link) => n.graph.relative_link(link)?,
+        Some(url) => url.to_owned(),
         None => first_delta_url(kind, watch).map_err(|e| GraphError::Refused(e.0))?,
     };
     let mut items = Vec::new();
